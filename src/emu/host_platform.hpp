@@ -1,0 +1,120 @@
+// HostPlatform: the simplest world the core runs in, for unit tests and
+// benchmarks. "Physical memory" is a caller-provided byte buffer, a "CPU" is
+// whichever host thread bound itself to a CPU number, and locks are real
+// spinlocks on host atomics (so ThreadSanitizer sees every ordering).
+//
+// It has no MMU: a hosted process cannot change its own TLB. It therefore
+// records every TLB request, CR3 load and IPI the core makes, so tests can
+// check what the core asked for. The emulator (src/emu, issue 4/5) is the
+// platform whose requests change simulated TLBs; the kernel's execute them.
+#pragma once
+
+#include <atomic>
+#include <span>
+
+#include "mm/base/panic.hpp"
+#include "mm/base/thread_annotations.hpp"
+#include "mm/platform/platform.hpp"
+
+namespace pagelab {
+
+using mm::CpuId;
+using mm::u32;
+using mm::u64;
+
+// A test-and-test-and-set spinlock with a PAUSE in its wait loop.
+class MM_CAPABILITY("spinlock") HostSpinLock {
+ public:
+  void lock() MM_ACQUIRE() {
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      while (locked_.load(std::memory_order_relaxed)) {
+        __builtin_ia32_pause();
+      }
+    }
+  }
+  bool try_lock() MM_TRY_ACQUIRE(true) {
+    return !locked_.load(std::memory_order_relaxed) && !locked_.exchange(true, std::memory_order_acquire);
+  }
+  void unlock() MM_RELEASE() { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+// Counts of what the core asked of the (absent) MMU and interrupt controller.
+struct HostPlatformCounters {
+  std::atomic<u64> page_invalidations{0};
+  std::atomic<u64> pcid_flushes{0};
+  std::atomic<u64> full_flushes{0};
+  std::atomic<u64> cr3_loads{0};
+  std::atomic<u64> ipis_sent{0};  // one per target CPU
+  std::atomic<u64> pte_stores{0};
+};
+
+namespace detail {
+// The CPU number the calling thread acts as, across every HostPlatform.
+inline thread_local CpuId host_current_cpu = 0;
+}  // namespace detail
+
+class HostPlatform {
+ public:
+  using SpinLock = HostSpinLock;
+
+  // `ram` stands for physical memory starting at physical address `ram_base`.
+  HostPlatform(std::span<std::byte> ram, mm::PhysAddr ram_base, u32 cpus);
+
+  // Makes the calling thread act as `cpu` (for every HostPlatform).
+  static void bind_current_thread(CpuId cpu) { detail::host_current_cpu = cpu; }
+
+  std::byte* direct_map(mm::PhysAddr address) const {
+    const u64 offset = address.value() - ram_base_.value();
+    if (address < ram_base_ || offset >= ram_.size()) [[unlikely]] {
+      MM_PANIC("direct_map of an address outside host RAM", address.value());
+    }
+    return ram_.data() + offset;
+  }
+  CpuId current_cpu() const {
+    const CpuId cpu = detail::host_current_cpu;
+    if (cpu >= cpus_) [[unlikely]] {
+      MM_PANIC("thread bound to a CPU beyond cpu_count()", cpu);
+    }
+    return cpu;
+  }
+  u32 cpu_count() const { return cpus_; }
+
+  void invalidate_page(mm::VirtAddr) { counters_.page_invalidations.fetch_add(1, std::memory_order_relaxed); }
+  void flush_pcid(mm::Pcid) { counters_.pcid_flushes.fetch_add(1, std::memory_order_relaxed); }
+  void flush_all() { counters_.full_flushes.fetch_add(1, std::memory_order_relaxed); }
+  void load_address_space(mm::PhysAddr, mm::Pcid, mm::CrFlush) {
+    counters_.cr3_loads.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  u64 pte_load(const u64* entry) { return std::atomic_ref<const u64>(*entry).load(std::memory_order_acquire); }
+  void pte_store(u64* entry, u64 value) {
+    counters_.pte_stores.fetch_add(1, std::memory_order_relaxed);
+    std::atomic_ref<u64>(*entry).store(value, std::memory_order_release);
+  }
+  bool pte_compare_exchange(u64* entry, u64& expected, u64 desired) {
+    return std::atomic_ref<u64>(*entry).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
+  }
+
+  void send_ipi(mm::CpuSet targets) {
+    counters_.ipis_sent.fetch_add(static_cast<u64>(__builtin_popcountll(targets.bits())),
+                                  std::memory_order_relaxed);
+  }
+  void relax() { __builtin_ia32_pause(); }
+  // Warnings and errors go to stderr; debug and info are dropped.
+  void log(mm::LogLevel level, const char* text);
+
+  const HostPlatformCounters& counters() const { return counters_; }
+
+ private:
+  std::span<std::byte> ram_;
+  mm::PhysAddr ram_base_;
+  u32 cpus_;
+  HostPlatformCounters counters_;
+};
+
+static_assert(mm::Platform<HostPlatform>);
+
+}  // namespace pagelab

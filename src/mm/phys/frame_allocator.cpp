@@ -1,0 +1,110 @@
+#include "mm/phys/frame_allocator.hpp"
+
+namespace mm {
+
+FrameCount FreeBlockCounts::frames_at_or_above(u32 order) const {
+  FrameCount frames = 0;
+  for (u32 k = order; k < kOrderCount; ++k) {
+    frames += blocks[k] << k;
+  }
+  return frames;
+}
+
+Status FrameAllocator::check_request(const FrameRequest& request) {
+  if (request.count == 0 || !is_power_of_two(request.alignment)) {
+    return Status::InvalidArgument;
+  }
+  if (request.limit.value() < request.count) {
+    return Status::InvalidArgument;
+  }
+  return Status::Ok;
+}
+
+Status FrameAllocator::check_allocated(Pfn first, u32 order) const {
+  if (!table_.contains(first)) {
+    return Status::BadAddress;
+  }
+  const Frame& head = table_[first];
+  switch (head.state) {
+    case FrameState::Reserved:
+      return Status::BadAddress;
+    case FrameState::Free:
+    case FrameState::Cached:
+      return Status::NotFound;
+    case FrameState::Interior:
+      return Status::InvalidArgument;
+    case FrameState::Allocated:
+      return head.order == order ? Status::Ok : Status::InvalidArgument;
+  }
+  return Status::InvalidArgument;
+}
+
+Status FrameAllocator::check_donation(Pfn first, FrameCount count) const {
+  if (count == 0) {
+    return Status::InvalidArgument;
+  }
+  if (!table_.contains_run(first, count)) {
+    return Status::BadAddress;
+  }
+  for (FrameCount i = 0; i < count; ++i) {
+    if (table_[first + i].state != FrameState::Reserved) {
+      return Status::BadAddress;
+    }
+  }
+  return Status::Ok;
+}
+
+void FrameAllocator::mark_allocated(Frame& head, u32 order, FrameOwner owner) {
+  head.state = FrameState::Allocated;
+  head.owner = owner;
+  head.order = static_cast<u8>(order);
+  head.refcount.store(1, std::memory_order_relaxed);
+  head.owner_data = 0;
+}
+
+void FrameAllocator::mark_free(Frame& head, u32 order) {
+  head.state = FrameState::Free;
+  head.owner = FrameOwner::Free;
+  head.order = static_cast<u8>(order);
+  head.refcount.store(0, std::memory_order_relaxed);
+}
+
+FrameCount FrameAllocator::allocate_batch(std::span<Pfn> out, FrameOwner owner) {
+  FrameCount got = 0;
+  for (Pfn& slot : out) {
+    const Result<Pfn> frame = allocate(FrameRequest{.owner = owner});
+    if (!frame.ok()) {
+      break;
+    }
+    slot = frame.value();
+    ++got;
+  }
+  return got;
+}
+
+Status FrameAllocator::free_batch(std::span<const Pfn> frames) {
+  // Validate everything first, marking each frame Cached as a "seen in this
+  // batch" tag so a frame named twice fails too; then undo the tags.
+  usize checked = 0;
+  Status status = Status::Ok;
+  for (; checked < frames.size(); ++checked) {
+    status = check_allocated(frames[checked], 0);
+    if (status != Status::Ok) {
+      break;
+    }
+    table_[frames[checked]].state = FrameState::Cached;
+  }
+  for (usize i = 0; i < checked; ++i) {
+    table_[frames[i]].state = FrameState::Allocated;
+  }
+  if (status != Status::Ok) {
+    return status;
+  }
+  for (const Pfn pfn : frames) {
+    const Status freed = free(pfn, 1);
+    MM_ASSERT(freed == Status::Ok);
+  }
+  return Status::Ok;
+}
+
+}  // namespace mm

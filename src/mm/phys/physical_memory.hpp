@@ -1,0 +1,378 @@
+// PhysicalMemory: the physical memory manager the rest of the core calls.
+//
+// It puts, in front of one FrameAllocator chosen at boot (buddy, bitmap or
+// free stack):
+//  - the zone lock, which serializes every call into the allocator;
+//  - per-CPU frame caches for single frames (cpu_frame_cache.hpp);
+//  - the emergency reserve and the pressure watermarks (pressure.hpp);
+//  - zeroing on request and poisoning on free, through the platform's direct map;
+//  - statistics.
+//
+// Lock order: CpuFrameCache::lock, then zone_lock_.
+// Frame states: a frame in a CPU cache is Cached; the allocator still counts
+// it as allocated (Linux counts per-cpu pages the same way), and it returns
+// to the allocator only on drain.
+#pragma once
+
+#include <span>
+
+#include "mm/base/status.hpp"
+#include "mm/base/thread_annotations.hpp"
+#include "mm/phys/cpu_frame_cache.hpp"
+#include "mm/phys/frame_allocator.hpp"
+#include "mm/phys/pressure.hpp"
+#include "mm/platform/platform.hpp"
+
+namespace mm {
+
+enum class AllocFlags : u8 {
+  None = 0,
+  Zero = 1 << 0,       // the frames are zero-filled before they are returned
+  Emergency = 1 << 1,  // may take frames from the emergency reserve
+};
+constexpr AllocFlags operator|(AllocFlags a, AllocFlags b) {
+  return static_cast<AllocFlags>(static_cast<u8>(a) | static_cast<u8>(b));
+}
+constexpr bool has(AllocFlags set, AllocFlags flag) {
+  return (static_cast<u8>(set) & static_cast<u8>(flag)) != 0;
+}
+
+// Freed frames are filled with this 64-bit pattern when poisoning is on, so a
+// use after free reads something unmistakable.
+inline constexpr u64 kPoisonPattern = 0xDEADF4A3DEADF4A3ull;
+
+struct PhysicalMemoryConfig {
+  Watermarks watermarks{};
+  u32 cache_batch = 16;   // frames moved per refill or drain
+  u32 cache_high = 64;    // a cache above this many frames drains one batch
+  bool poison_freed = false;
+};
+
+struct PhysicalMemoryStats {
+  FrameCount total = 0;     // frames given to the allocator
+  FrameCount free = 0;      // free in the allocator plus cached
+  FrameCount cached = 0;    // free frames parked in per-CPU caches
+  FrameCount reserved = 0;  // frames of the table never given to the allocator
+  FrameCount reserve = 0;   // the emergency reserve's size
+  Pressure pressure = Pressure::Normal;
+  FreeBlockCounts free_by_order;  // the allocator's free blocks (caches excluded)
+  u64 allocations = 0;            // successful calls that reached the allocator
+  u64 emergency_allocations = 0;
+  u64 failed_allocations = 0;
+  u64 full_drains = 0;
+  u32 cpu_count = 0;
+  FrameCacheStats per_cpu[kMaxCpus];
+};
+
+template <Platform P>
+class PhysicalMemory {
+  using Lock = typename P::SpinLock;
+
+ public:
+  // `allocator` must already hold its frames (MemoryMap::seed). The
+  // configuration is trusted (it comes from the kernel or the emulator's
+  // option parser, which validate it).
+  PhysicalMemory(P& platform, FrameTable& table, FrameAllocator& allocator,
+                 const PhysicalMemoryConfig& config)
+      : platform_(platform), table_(table), allocator_(allocator), config_(config) {
+    MM_ASSERT(config.cache_batch > 0 && config.cache_batch <= config.cache_high);
+    MM_ASSERT(config.cache_high + config.cache_batch <= CpuFrameCache<Lock>::kSlots);
+  }
+
+  PhysicalMemory(const PhysicalMemory&) = delete;
+  PhysicalMemory& operator=(const PhysicalMemory&) = delete;
+
+  // One frame, through this CPU's cache. ENOMEM when even a drain of every
+  // cache leaves nothing above the reserve. With AllocFlags::Emergency the
+  // cache is bypassed and the reserve may be used.
+  Result<PhysAddr> allocate_frame(FrameOwner owner, AllocFlags flags = AllocFlags::None)
+      MM_EXCLUDES(zone_lock_) {
+    Result<Pfn> pfn = has(flags, AllocFlags::Emergency) ? allocate_from_zone(FrameRequest{.owner = owner}, flags)
+                                                        : allocate_cached(owner);
+    if (!pfn.ok()) {
+      return pfn.status();
+    }
+    return finish_allocation(pfn.value(), 1, flags);
+  }
+
+  // Returns one frame obtained from allocate_frame (or any single allocated
+  // frame) to this CPU's cache. EINVAL for a misaligned address or a frame
+  // that heads a larger block, EFAULT for one outside managed RAM or
+  // reserved, ENOENT for one that is not allocated (a double free), EBUSY for
+  // one still referenced elsewhere (refcount > 1). Nothing changes on error.
+  Status free_frame(PhysAddr address) MM_EXCLUDES(zone_lock_) {
+    const Result<Pfn> checked = check_single(address);
+    if (!checked.ok()) {
+      return checked.status();
+    }
+    const Pfn pfn = checked.value();
+    Frame& frame = table_[pfn];
+    u32 expected = 1;
+    if (!frame.refcount.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+      return expected == 0 ? Status::NotFound : Status::Busy;
+    }
+    poison(pfn, 1);
+    CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
+    LockGuard guard(cache.lock);
+    frame.state = FrameState::Cached;
+    frame.owner = FrameOwner::Free;
+    cache.push(pfn);
+    if (cache.count() > config_.cache_high) {
+      drain_locked(cache, config_.cache_batch);
+    }
+    return Status::Ok;
+  }
+
+  // A contiguous run straight from the allocator (no cache): DMA buffers,
+  // large-page backing, page-table pages in bulk.
+  Result<PhysAddr> allocate_run(const FrameRequest& request, AllocFlags flags = AllocFlags::None)
+      MM_EXCLUDES(zone_lock_) {
+    const Result<Pfn> pfn = allocate_from_zone(request, flags);
+    if (!pfn.ok()) {
+      return pfn.status();
+    }
+    return finish_allocation(pfn.value(), request.count, flags);
+  }
+
+  // Returns a run from allocate_run. The allocator validates it (see
+  // FrameAllocator::free); poisoning happens while the zone lock still hides
+  // the freed frames from every other allocation.
+  Status free_run(PhysAddr first, FrameCount count) MM_EXCLUDES(zone_lock_) {
+    if (!first.is_page_aligned()) {
+      return Status::InvalidArgument;
+    }
+    const Pfn pfn = Pfn::containing(first);
+    LockGuard guard(zone_lock_);
+    MM_TRY(allocator_.free(pfn, count));
+    poison(pfn, count);
+    return Status::Ok;
+  }
+
+  // Up to out.size() single frames under one zone lock, bypassing the caches.
+  // Returns how many it got; never dips into the reserve.
+  FrameCount allocate_batch(std::span<PhysAddr> out, FrameOwner owner) MM_EXCLUDES(zone_lock_) {
+    Pfn pfns[64];
+    FrameCount total = 0;
+    LockGuard guard(zone_lock_);
+    while (total < out.size()) {
+      FrameCount want = out.size() - total;
+      want = want < 64 ? want : 64;
+      const FrameCount room = available_frames(allocator_.free_frames(), config_.watermarks);
+      want = want < room ? want : room;
+      const FrameCount got = want == 0 ? 0 : allocator_.allocate_batch({pfns, want}, owner);
+      for (FrameCount i = 0; i < got; ++i) {
+        out[total + i] = pfns[i].address();
+      }
+      total += got;
+      allocations_ += got;
+      if (got < want || want == 0) {
+        break;
+      }
+    }
+    return total;
+  }
+
+  // Frees single frames under one zone lock: all validated first, all or nothing.
+  Status free_batch(std::span<const PhysAddr> frames) MM_EXCLUDES(zone_lock_) {
+    Pfn pfns[64];
+    for (usize done = 0; done < frames.size();) {
+      const usize n = frames.size() - done < 64 ? frames.size() - done : 64;
+      for (usize i = 0; i < n; ++i) {
+        if (!frames[done + i].is_page_aligned()) {
+          return Status::InvalidArgument;
+        }
+        pfns[i] = Pfn::containing(frames[done + i]);
+      }
+      LockGuard guard(zone_lock_);
+      MM_TRY(allocator_.free_batch({pfns, n}));
+      done += n;
+    }
+    return Status::Ok;
+  }
+
+  // Gives every frame in every CPU's cache back to the allocator. Called on
+  // allocation failure, and by whoever reclaims under pressure.
+  void drain_all_caches() MM_EXCLUDES(zone_lock_) {
+    for (u32 cpu = 0; cpu < platform_.cpu_count(); ++cpu) {
+      CpuFrameCache<Lock>& cache = caches_[cpu];
+      LockGuard guard(cache.lock);
+      if (!cache.empty()) {
+        drain_locked(cache, cache.count());
+      }
+    }
+    LockGuard guard(zone_lock_);
+    ++full_drains_;
+  }
+
+  Pressure pressure() MM_EXCLUDES(zone_lock_) {
+    LockGuard guard(zone_lock_);
+    return pressure_for(allocator_.free_frames(), config_.watermarks);
+  }
+
+  // A snapshot. Each CPU cache and the zone are read under their own lock, so
+  // the figures are each exact but not taken at one instant.
+  PhysicalMemoryStats stats() MM_EXCLUDES(zone_lock_) {
+    PhysicalMemoryStats s;
+    s.cpu_count = platform_.cpu_count();
+    for (u32 cpu = 0; cpu < s.cpu_count; ++cpu) {
+      LockGuard guard(caches_[cpu].lock);
+      s.per_cpu[cpu] = caches_[cpu].stats();
+      s.cached += s.per_cpu[cpu].cached;
+    }
+    LockGuard guard(zone_lock_);
+    s.total = allocator_.managed_frames();
+    s.free = allocator_.free_frames() + s.cached;
+    s.reserved = table_.size() - s.total;
+    s.reserve = config_.watermarks.reserve;
+    s.pressure = pressure_for(allocator_.free_frames(), config_.watermarks);
+    s.free_by_order = allocator_.free_blocks();
+    s.allocations = allocations_;
+    s.emergency_allocations = emergency_allocations_;
+    s.failed_allocations = failed_allocations_;
+    s.full_drains = full_drains_;
+    return s;
+  }
+
+  FrameTable& frames() { return table_; }
+  FrameAllocator& allocator() { return allocator_; }
+
+ private:
+  Result<Pfn> allocate_cached(FrameOwner owner) MM_EXCLUDES(zone_lock_) {
+    {
+      CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
+      LockGuard guard(cache.lock);
+      if (cache.empty()) {
+        refill_locked(cache);
+      }
+      if (!cache.empty()) {
+        const Pfn pfn = cache.pop();
+        Frame& frame = table_[pfn];
+        frame.state = FrameState::Allocated;
+        frame.owner = owner;
+        frame.owner_data = 0;
+        frame.refcount.store(1, std::memory_order_relaxed);
+        return pfn;
+      }
+    }
+    // Other CPUs' caches may hold the last free frames: take them back and
+    // try the allocator itself once more.
+    drain_all_caches();
+    return allocate_from_zone(FrameRequest{.owner = owner}, AllocFlags::None);
+  }
+
+  void refill_locked(CpuFrameCache<Lock>& cache) MM_REQUIRES(cache.lock) MM_EXCLUDES(zone_lock_) {
+    LockGuard guard(zone_lock_);
+    FrameCount want = available_frames(allocator_.free_frames(), config_.watermarks);
+    want = want < config_.cache_batch ? want : config_.cache_batch;
+    if (want == 0) {
+      return;
+    }
+    Pfn* slots = cache.refill_slots(static_cast<u32>(want));
+    const FrameCount got = allocator_.allocate_batch({slots, want}, FrameOwner::Free);
+    cache.shrink(static_cast<u32>(want - got));
+    for (FrameCount i = 0; i < got; ++i) {
+      Frame& frame = table_[slots[i]];
+      frame.state = FrameState::Cached;
+      frame.refcount.store(0, std::memory_order_relaxed);
+    }
+    allocations_ += got;
+  }
+
+  void drain_locked(CpuFrameCache<Lock>& cache, u32 n) MM_REQUIRES(cache.lock) MM_EXCLUDES(zone_lock_) {
+    Pfn out[CpuFrameCache<Lock>::kSlots];
+    cache.take_oldest(out, n);
+    LockGuard guard(zone_lock_);
+    for (u32 i = 0; i < n; ++i) {
+      // Back to what the allocator handed out, so it accepts the frame.
+      Frame& frame = table_[out[i]];
+      frame.state = FrameState::Allocated;
+      frame.order = 0;
+      frame.refcount.store(1, std::memory_order_relaxed);
+      const Status freed = allocator_.free(out[i], 1);
+      MM_ASSERT(freed == Status::Ok);
+    }
+  }
+
+  Result<Pfn> allocate_from_zone(const FrameRequest& request, AllocFlags flags) MM_EXCLUDES(zone_lock_) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      {
+        LockGuard guard(zone_lock_);
+        const bool emergency = has(flags, AllocFlags::Emergency);
+        const FrameCount room = emergency ? allocator_.free_frames()
+                                          : available_frames(allocator_.free_frames(), config_.watermarks);
+        if (request.count <= room) {
+          const Result<Pfn> pfn = allocator_.allocate(request);
+          if (pfn.ok()) {
+            ++allocations_;
+            emergency_allocations_ += emergency ? 1 : 0;
+            return pfn;
+          }
+          if (pfn.status() != Status::OutOfMemory) {
+            return pfn.status();
+          }
+        }
+        if (attempt == 1) {
+          ++failed_allocations_;
+          return Status::OutOfMemory;
+        }
+      }
+      drain_all_caches();
+    }
+    return Status::OutOfMemory;
+  }
+
+  PhysAddr finish_allocation(Pfn pfn, FrameCount count, AllocFlags flags) {
+    if (has(flags, AllocFlags::Zero)) {
+      for (FrameCount i = 0; i < count; ++i) {
+        __builtin_memset(platform_.direct_map((pfn + i).address()), 0, kPageSize);
+      }
+    }
+    return pfn.address();
+  }
+
+  Result<Pfn> check_single(PhysAddr address) const {
+    if (!address.is_page_aligned()) {
+      return Status::InvalidArgument;
+    }
+    const Pfn pfn = Pfn::containing(address);
+    if (!table_.contains(pfn)) {
+      return Status::BadAddress;
+    }
+    const Frame& frame = table_[pfn];
+    switch (frame.state) {
+      case FrameState::Reserved: return Status::BadAddress;
+      case FrameState::Free:
+      case FrameState::Cached: return Status::NotFound;
+      case FrameState::Interior: return Status::InvalidArgument;
+      case FrameState::Allocated: return frame.order == 0 ? Result<Pfn>(pfn) : Status::InvalidArgument;
+    }
+    return Status::InvalidArgument;
+  }
+
+  void poison(Pfn pfn, FrameCount count) {
+    if (!config_.poison_freed) {
+      return;
+    }
+    for (FrameCount i = 0; i < count; ++i) {
+      u64* words = reinterpret_cast<u64*>(platform_.direct_map((pfn + i).address()));
+      for (u64 w = 0; w < kPageSize / sizeof(u64); ++w) {
+        words[w] = kPoisonPattern;
+      }
+    }
+  }
+
+  P& platform_;
+  FrameTable& table_;
+  FrameAllocator& allocator_ MM_GUARDED_BY(zone_lock_);
+  const PhysicalMemoryConfig config_;
+
+  Lock zone_lock_;
+  u64 allocations_ MM_GUARDED_BY(zone_lock_) = 0;
+  u64 emergency_allocations_ MM_GUARDED_BY(zone_lock_) = 0;
+  u64 failed_allocations_ MM_GUARDED_BY(zone_lock_) = 0;
+  u64 full_drains_ MM_GUARDED_BY(zone_lock_) = 0;
+
+  CpuFrameCache<Lock> caches_[kMaxCpus];
+};
+
+}  // namespace mm

@@ -1,0 +1,12 @@
+// Compiled only by the freestanding check target (see CMakeLists.txt): every
+// template of the core, instantiated over PlatformArchetype with the kernel's
+// flags. Nothing here is linked into any program.
+#include "mm/phys/physical_memory.hpp"
+#include "mm/platform/platform_archetype.hpp"
+
+namespace mm {
+
+template class PhysicalMemory<PlatformArchetype>;
+template class CpuFrameCache<PlatformArchetype::SpinLock>;
+
+}  // namespace mm

@@ -1,0 +1,39 @@
+// A private physical-memory world for one test: a frame table, the RAM its
+// frames stand for, and a HostPlatform over that RAM. Never shared between
+// tests.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "emu/host_platform.hpp"
+#include "mm/phys/frame_table.hpp"
+
+namespace pagelab::test {
+
+class FramePool {
+ public:
+  // `frames` frames starting at frame number `base`, on `cpus` CPUs.
+  // Frame contents are backed only when `with_ram` (poisoning, zeroing).
+  explicit FramePool(mm::FrameCount frames, mm::Pfn base = mm::Pfn(0x100), mm::u32 cpus = 1,
+                     bool with_ram = false)
+      : storage_(frames),
+        ram_(with_ram ? frames * mm::kPageSize : 0),
+        table_(base, storage_),
+        platform_(ram_, base.address(), cpus) {}
+
+  mm::FrameTable& table() { return table_; }
+  HostPlatform& platform() { return platform_; }
+  mm::Pfn base() const { return table_.base(); }
+  mm::Pfn end() const { return table_.end(); }
+  std::byte* ram(mm::Pfn pfn) { return platform_.direct_map(pfn.address()); }
+
+ private:
+  std::vector<mm::Frame> storage_;
+  std::vector<std::byte> ram_;
+  mm::FrameTable table_;
+  HostPlatform platform_;
+};
+
+}  // namespace pagelab::test
