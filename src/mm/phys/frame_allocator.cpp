@@ -20,11 +20,32 @@ Status FrameAllocator::check_request(const FrameRequest& request) {
   return Status::Ok;
 }
 
-Status FrameAllocator::check_allocated(Pfn first, u32 order) const {
-  if (!table_.contains(first)) {
+namespace {
+
+// For an Interior frame: whether the block containing it is free. The
+// covering block's head is the nearest aligned head whose order reaches pfn.
+bool interior_block_is_free(const FrameTable& table, Pfn pfn) {
+  for (u32 k = 1; k <= kMaxOrder; ++k) {
+    const Pfn head(align_down(pfn.value(), u64{1} << k));
+    if (!table.contains(head)) {
+      break;
+    }
+    const Frame& frame = table[head];
+    const bool is_head = frame.state == FrameState::Free || frame.state == FrameState::Allocated;
+    if (is_head && frame.order >= k) {
+      return frame.state == FrameState::Free;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Status check_allocated(const FrameTable& table, Pfn first, u32 order) {
+  if (!table.contains(first)) {
     return Status::BadAddress;
   }
-  const Frame& head = table_[first];
+  const Frame& head = table[first];
   switch (head.state) {
     case FrameState::Reserved:
       return Status::BadAddress;
@@ -32,7 +53,8 @@ Status FrameAllocator::check_allocated(Pfn first, u32 order) const {
     case FrameState::Cached:
       return Status::NotFound;
     case FrameState::Interior:
-      return Status::InvalidArgument;
+      // Inside a block: a double free if the block is free, else not its head.
+      return interior_block_is_free(table, first) ? Status::NotFound : Status::InvalidArgument;
     case FrameState::Allocated:
       return head.order == order ? Status::Ok : Status::InvalidArgument;
   }

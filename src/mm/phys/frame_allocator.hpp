@@ -38,6 +38,12 @@ struct FreeBlockCounts {
   FrameCount frames_at_or_above(u32 order) const;
 };
 
+// Whether `first` heads an allocated block of 2^order frames: Ok, or the
+// status a free of it must fail with. EFAULT outside the table or reserved,
+// ENOENT when the frame is free or cached (a double free), EINVAL when it is
+// allocated but not as the head of a block of that order.
+Status check_allocated(const FrameTable& table, Pfn first, u32 order);
+
 class FrameAllocator {
  public:
   FrameAllocator(const FrameAllocator&) = delete;
@@ -83,8 +89,7 @@ class FrameAllocator {
   // Shared validation of a request's shape: nonzero count, power-of-two
   // alignment, a limit that leaves room for the run.
   static Status check_request(const FrameRequest& request);
-  // Checks that `first` is the head of an allocated block of 2^order frames.
-  Status check_allocated(Pfn first, u32 order) const;
+  Status check_allocated(Pfn first, u32 order) const { return mm::check_allocated(table_, first, order); }
   // Checks [first, first + count) is inside the table and entirely Reserved.
   Status check_donation(Pfn first, FrameCount count) const;
 

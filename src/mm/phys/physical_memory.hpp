@@ -335,18 +335,8 @@ class PhysicalMemory {
       return Status::InvalidArgument;
     }
     const Pfn pfn = Pfn::containing(address);
-    if (!table_.contains(pfn)) {
-      return Status::BadAddress;
-    }
-    const Frame& frame = table_[pfn];
-    switch (frame.state) {
-      case FrameState::Reserved: return Status::BadAddress;
-      case FrameState::Free:
-      case FrameState::Cached: return Status::NotFound;
-      case FrameState::Interior: return Status::InvalidArgument;
-      case FrameState::Allocated: return frame.order == 0 ? Result<Pfn>(pfn) : Status::InvalidArgument;
-    }
-    return Status::InvalidArgument;
+    MM_TRY(check_allocated(table_, pfn, 0));
+    return pfn;
   }
 
   void poison(Pfn pfn, FrameCount count) {
