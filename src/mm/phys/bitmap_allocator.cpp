@@ -13,7 +13,7 @@ constexpr u64 mask_from(u64 bit) { return ~u64{0} << (bit % 64); }
 
 }  // namespace
 
-BitmapAllocator::BitmapAllocator(FrameTable& table, std::span<u64> storage)
+BitmapAllocator::BitmapAllocator(FrameTable& table, Span<u64> storage)
     : FrameAllocator(table), bits_(storage.data()), words_(words_for(table.size())) {
   MM_ASSERT(storage.size() >= words_);
   for (u64 i = 0; i < words_; ++i) {

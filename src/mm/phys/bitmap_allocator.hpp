@@ -19,7 +19,7 @@ class BitmapAllocator final : public FrameAllocator {
 
   // `storage` holds at least words_for(table.size()) words; the allocator
   // uses it as its bitmap for its lifetime.
-  BitmapAllocator(FrameTable& table, std::span<u64> storage);
+  BitmapAllocator(FrameTable& table, Span<u64> storage);
 
   const char* name() const override { return "bitmap"; }
   Status add_free_range(Pfn first, FrameCount count) override;

@@ -3,7 +3,7 @@
 // number in O(1). Zircon calls this vm_page_t, Linux struct page.
 #pragma once
 
-#include <atomic>
+#include "mm/base/atomic.hpp"
 
 #include "mm/base/types.hpp"
 
@@ -35,7 +35,7 @@ inline constexpr u32 kNoFrameLink = ~u32{0};
 
 struct Frame {
   // References from mappings and from the core; 1 when first allocated.
-  std::atomic<u32> refcount{0};
+  Atomic<u32> refcount{0};
   FrameState state = FrameState::Reserved;
   FrameOwner owner = FrameOwner::Reserved;
   // For a block head (Free or Allocated): log2 of the block's frame count.

@@ -80,7 +80,7 @@ void FrameAllocator::mark_allocated(Frame& head, u32 order, FrameOwner owner) {
   head.state = FrameState::Allocated;
   head.owner = owner;
   head.order = static_cast<u8>(order);
-  head.refcount.store(1, std::memory_order_relaxed);
+  head.refcount.store(1, MemoryOrder::Relaxed);
   head.owner_data = 0;
 }
 
@@ -88,10 +88,10 @@ void FrameAllocator::mark_free(Frame& head, u32 order) {
   head.state = FrameState::Free;
   head.owner = FrameOwner::Free;
   head.order = static_cast<u8>(order);
-  head.refcount.store(0, std::memory_order_relaxed);
+  head.refcount.store(0, MemoryOrder::Relaxed);
 }
 
-FrameCount FrameAllocator::allocate_batch(std::span<Pfn> out, FrameOwner owner) {
+FrameCount FrameAllocator::allocate_batch(Span<Pfn> out, FrameOwner owner) {
   FrameCount got = 0;
   for (Pfn& slot : out) {
     const Result<Pfn> frame = allocate(FrameRequest{.owner = owner});
@@ -104,7 +104,7 @@ FrameCount FrameAllocator::allocate_batch(std::span<Pfn> out, FrameOwner owner) 
   return got;
 }
 
-Status FrameAllocator::free_batch(std::span<const Pfn> frames) {
+Status FrameAllocator::free_batch(Span<const Pfn> frames) {
   // Validate everything first, marking each frame Cached as a "seen in this
   // batch" tag so a frame named twice fails too; then undo the tags.
   usize checked = 0;

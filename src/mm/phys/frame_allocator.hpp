@@ -12,7 +12,7 @@
 // returns a Status and changes nothing.
 #pragma once
 
-#include <span>
+#include "mm/base/span.hpp"
 
 #include "mm/base/status.hpp"
 #include "mm/phys/frame_table.hpp"
@@ -70,11 +70,11 @@ class FrameAllocator {
 
   // Up to out.size() single frames, not necessarily contiguous, in one call.
   // Returns how many it got (fewer only when memory ran out).
-  virtual FrameCount allocate_batch(std::span<Pfn> out, FrameOwner owner);
+  virtual FrameCount allocate_batch(Span<Pfn> out, FrameOwner owner);
 
   // Frees single frames. Every frame is validated before any is freed: one
   // bad frame (or one named twice) fails the whole batch and frees nothing.
-  virtual Status free_batch(std::span<const Pfn> frames);
+  virtual Status free_batch(Span<const Pfn> frames);
 
   virtual FrameCount free_frames() const = 0;
   // Frames ever given with add_free_range.

@@ -4,7 +4,7 @@
 
 namespace mm {
 
-FrameTable::FrameTable(Pfn base, std::span<Frame> storage)
+FrameTable::FrameTable(Pfn base, Span<Frame> storage)
     : base_(base), size_(storage.size()), frames_(storage.data()) {
   MM_ASSERT(size_ < kNoFrameLink);
   for (Frame& frame : storage) {

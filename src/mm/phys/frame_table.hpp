@@ -3,7 +3,7 @@
 // of RAM at boot; tests pass an array), because the core has no heap.
 #pragma once
 
-#include <span>
+#include "mm/base/span.hpp"
 
 #include "mm/base/panic.hpp"
 #include "mm/phys/frame.hpp"
@@ -15,7 +15,7 @@ class FrameTable {
   // Covers `storage.size()` frames starting at `base`. Every frame starts
   // Reserved until an allocator is given it. Frame indices are 32-bit, so a
   // table covers at most 2^32 - 1 frames (16 TiB).
-  FrameTable(Pfn base, std::span<Frame> storage);
+  FrameTable(Pfn base, Span<Frame> storage);
 
   FrameTable(const FrameTable&) = delete;
   FrameTable& operator=(const FrameTable&) = delete;

@@ -46,7 +46,7 @@ Status FreeStackAllocator::free_one(Pfn pfn) {
   return Status::Ok;
 }
 
-FrameCount FreeStackAllocator::allocate_batch(std::span<Pfn> out, FrameOwner owner) {
+FrameCount FreeStackAllocator::allocate_batch(Span<Pfn> out, FrameOwner owner) {
   FrameCount got = 0;
   while (got < out.size() && !free_.empty()) {
     const Pfn pfn = free_.pop_front(table_);

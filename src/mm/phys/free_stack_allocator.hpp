@@ -20,7 +20,7 @@ class FreeStackAllocator final : public FrameAllocator {
   // covers the whole table (a stack cannot search by address).
   Result<Pfn> allocate(const FrameRequest& request) override;
   Status free(Pfn first, FrameCount count) override;
-  FrameCount allocate_batch(std::span<Pfn> out, FrameOwner owner) override;
+  FrameCount allocate_batch(Span<Pfn> out, FrameOwner owner) override;
   FrameCount free_frames() const override { return free_.size(); }
   FrameCount managed_frames() const override { return managed_; }
   FreeBlockCounts free_blocks() const override;

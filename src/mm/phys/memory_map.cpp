@@ -37,7 +37,7 @@ const char* memory_kind_name(MemoryKind kind) {
   return "?";
 }
 
-Status MemoryMap::ingest(std::span<const MemoryRange> raw) {
+Status MemoryMap::ingest(Span<const MemoryRange> raw) {
   if (raw.size() > kMaxInputRanges) {
     rejected_entry_ = kMaxInputRanges;
     return Status::TooBig;

@@ -13,7 +13,7 @@
 //  - anything at or above 2^52 (the x86-64 physical address limit) is dropped.
 #pragma once
 
-#include <span>
+#include "mm/base/span.hpp"
 
 #include "mm/base/status.hpp"
 #include "mm/phys/frame_allocator.hpp"
@@ -51,9 +51,9 @@ class MemoryMap {
   // rejected_entry() names its index. E2BIG for more than kMaxInputRanges
   // entries, EINVAL for an entry whose end wraps past 2^64, ENOMEM when no
   // usable RAM remains at or above 1 MiB.
-  Status ingest(std::span<const MemoryRange> raw);
+  Status ingest(Span<const MemoryRange> raw);
 
-  std::span<const MemoryRange> ranges() const { return {ranges_, count_}; }
+  Span<const MemoryRange> ranges() const { return {ranges_, count_}; }
   usize rejected_entry() const { return rejected_entry_; }
 
   FrameCount frames_of(MemoryKind kind) const;

@@ -14,7 +14,7 @@
 // to the allocator only on drain.
 #pragma once
 
-#include <span>
+#include "mm/base/span.hpp"
 
 #include "mm/base/status.hpp"
 #include "mm/base/thread_annotations.hpp"
@@ -108,7 +108,7 @@ class PhysicalMemory {
     const Pfn pfn = checked.value();
     Frame& frame = table_[pfn];
     u32 expected = 1;
-    if (!frame.refcount.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) {
+    if (!frame.refcount.compare_exchange_strong(expected, 0, MemoryOrder::AcqRel)) {
       return expected == 0 ? Status::NotFound : Status::Busy;
     }
     poison(pfn, 1);
@@ -150,7 +150,7 @@ class PhysicalMemory {
 
   // Up to out.size() single frames under one zone lock, bypassing the caches.
   // Returns how many it got; never dips into the reserve.
-  FrameCount allocate_batch(std::span<PhysAddr> out, FrameOwner owner) MM_EXCLUDES(zone_lock_) {
+  FrameCount allocate_batch(Span<PhysAddr> out, FrameOwner owner) MM_EXCLUDES(zone_lock_) {
     Pfn pfns[64];
     FrameCount total = 0;
     LockGuard guard(zone_lock_);
@@ -173,7 +173,7 @@ class PhysicalMemory {
   }
 
   // Frees single frames under one zone lock: all validated first, all or nothing.
-  Status free_batch(std::span<const PhysAddr> frames) MM_EXCLUDES(zone_lock_) {
+  Status free_batch(Span<const PhysAddr> frames) MM_EXCLUDES(zone_lock_) {
     Pfn pfns[64];
     for (usize done = 0; done < frames.size();) {
       const usize n = frames.size() - done < 64 ? frames.size() - done : 64;
@@ -250,7 +250,7 @@ class PhysicalMemory {
         frame.state = FrameState::Allocated;
         frame.owner = owner;
         frame.owner_data = 0;
-        frame.refcount.store(1, std::memory_order_relaxed);
+        frame.refcount.store(1, MemoryOrder::Relaxed);
         return pfn;
       }
     }
@@ -273,7 +273,7 @@ class PhysicalMemory {
     for (FrameCount i = 0; i < got; ++i) {
       Frame& frame = table_[slots[i]];
       frame.state = FrameState::Cached;
-      frame.refcount.store(0, std::memory_order_relaxed);
+      frame.refcount.store(0, MemoryOrder::Relaxed);
     }
     allocations_ += got;
   }
@@ -287,7 +287,7 @@ class PhysicalMemory {
       Frame& frame = table_[out[i]];
       frame.state = FrameState::Allocated;
       frame.order = 0;
-      frame.refcount.store(1, std::memory_order_relaxed);
+      frame.refcount.store(1, MemoryOrder::Relaxed);
       const Status freed = allocator_.free(out[i], 1);
       MM_ASSERT(freed == Status::Ok);
     }

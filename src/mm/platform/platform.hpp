@@ -67,6 +67,7 @@
 #include <concepts>
 #include <cstddef>
 
+#include "mm/base/thread_annotations.hpp"
 #include "mm/base/types.hpp"
 
 namespace mm {
@@ -136,10 +137,10 @@ concept Platform = SpinLockType<typename P::SpinLock> &&
 
 // RAII holder for a Platform::SpinLock (or any SpinLockType).
 template <SpinLockType L>
-class [[nodiscard]] LockGuard {
+class [[nodiscard]] MM_SCOPED_CAPABILITY LockGuard {
  public:
-  explicit LockGuard(L& lock) : lock_(lock) { lock_.lock(); }
-  ~LockGuard() { lock_.unlock(); }
+  explicit LockGuard(L& lock) MM_ACQUIRE(lock) : lock_(lock) { lock_.lock(); }
+  ~LockGuard() MM_RELEASE() { lock_.unlock(); }
   LockGuard(const LockGuard&) = delete;
   LockGuard& operator=(const LockGuard&) = delete;
 

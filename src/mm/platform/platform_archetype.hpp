@@ -11,11 +11,11 @@ namespace mm {
 
 class PlatformArchetype {
  public:
-  class SpinLock {
+  class MM_CAPABILITY("spinlock") SpinLock {
    public:
-    void lock();
-    void unlock();
-    bool try_lock();
+    void lock() MM_ACQUIRE();
+    void unlock() MM_RELEASE();
+    bool try_lock() MM_TRY_ACQUIRE(true);
   };
 
   std::byte* direct_map(PhysAddr address) const;

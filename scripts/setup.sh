@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what pagelab needs to build, test and boot, from Debian's packages.
+# Idempotent and silent when everything is already there.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ binutils python3
+  libgtest-dev libbenchmark-dev libspdlog-dev libboost-dev
+  qemu-system-x86
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test with ctest.
+#   scripts/test.sh                         Release build in build/
+#   scripts/test.sh --sanitize address,undefined   ASan + UBSan build in build-asan/
+#   scripts/test.sh --sanitize thread       TSan build in build-tsan/
+#   scripts/test.sh --all                   all three, one after another
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_suite() {  # run_suite DIR [cmake options...]
+  local dir=$1
+  shift
+  scripts/build.sh "$dir" -DPAGELAB_WERROR=ON "$@"
+  echo "== ctest in $dir"
+  ctest --test-dir "$dir" -j "$(nproc)" --output-on-failure --timeout 600
+}
+
+mode=release
+case "${1:-}" in
+  "") ;;
+  --sanitize)
+    case "${2:-}" in
+      address,undefined) mode=asan ;;
+      thread) mode=tsan ;;
+      *) echo "test.sh: --sanitize takes 'address,undefined' or 'thread', not '${2:-}'" >&2; exit 2 ;;
+    esac ;;
+  --all) mode=all ;;
+  *) echo "test.sh: unknown option '$1' (try --sanitize address,undefined | --sanitize thread | --all)" >&2; exit 2 ;;
+esac
+
+scripts/setup.sh
+
+# Sanitizer builds skip the benchmark program: it is not a test.
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+case $mode in
+  release) run_suite build ;;
+  asan) run_suite build-asan -DPAGELAB_SANITIZE=address,undefined -DPAGELAB_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
+  tsan) run_suite build-tsan -DPAGELAB_SANITIZE=thread -DPAGELAB_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
+  all)
+    run_suite build
+    run_suite build-asan -DPAGELAB_SANITIZE=address,undefined -DPAGELAB_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    run_suite build-tsan -DPAGELAB_SANITIZE=thread -DPAGELAB_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo ;;
+esac
