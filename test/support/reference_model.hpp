@@ -238,28 +238,23 @@ class ReferenceModel {
   ModelBlock maximal_block_containing(u64 pfn) const {
     const std::optional<FrameRunSet::Run> run = free_.run_containing(pfn);
     model_require(run.has_value(), "maximal block of a frame that is not free", pfn);
-    u32 order = 0;
-    while (order < kMaxOrder) {
-      const u64 size = u64{2} << order;
-      const u64 first = pfn & ~(size - 1);
-      if (first < run->first || run->end - first < size) {
-        break;
-      }
-      ++order;
-    }
-    return {pfn & ~((u64{1} << order) - 1), order};
+    return maximal_block_in(pfn, *run);
   }
 
-  // Calls f(block) for every maximal free block, in ascending address order.
+  // Calls f(block) for every maximal free block, in ascending address order,
+  // until f returns false.
   template <typename F>
   void for_each_maximal_block(F&& f) const {
     for (const auto& [first, end] : free_.runs()) {
+      const FrameRunSet::Run run{first, end};
       u64 pfn = first;
       while (pfn < end) {
-        const ModelBlock block = maximal_block_containing(pfn);
+        const ModelBlock block = maximal_block_in(pfn, run);
         // A maximal block cannot reach back into the one before it.
         model_require(block.first == pfn, "maximal blocks overlap", pfn);
-        f(block);
+        if (!f(block)) {
+          return;
+        }
         pfn = block.first + (u64{1} << block.order);
       }
     }
@@ -267,7 +262,10 @@ class ReferenceModel {
 
   std::array<FrameCount, kMaxOrder + 1> free_block_counts() const {
     std::array<FrameCount, kMaxOrder + 1> counts{};
-    for_each_maximal_block([&](const ModelBlock& block) { ++counts[block.order]; });
+    for_each_maximal_block([&](const ModelBlock& block) {
+      ++counts[block.order];
+      return true;
+    });
     return counts;
   }
 
@@ -295,6 +293,7 @@ class ReferenceModel {
           (!best || block.order < *best)) {
         best = block.order;
       }
+      return !(best && *best == order);  // nothing beats an exact fit
     });
     return best;
   }
@@ -548,6 +547,20 @@ class ReferenceModel {
   }
 
  private:
+  // The maximal block containing `pfn`, which lies in the free run `run`.
+  static ModelBlock maximal_block_in(u64 pfn, const FrameRunSet::Run& run) {
+    u32 order = 0;
+    while (order < kMaxOrder) {
+      const u64 size = u64{2} << order;
+      const u64 first = pfn & ~(size - 1);
+      if (first < run.first || run.end - first < size) {
+        break;
+      }
+      ++order;
+    }
+    return {pfn & ~((u64{1} << order) - 1), order};
+  }
+
   // x rounded up to a multiple of `alignment` (a power of two), if that fits
   // in 64 bits.
   static std::optional<u64> align_up(u64 x, u64 alignment) {

@@ -98,6 +98,12 @@ u64 BitmapAllocator::find_run(FrameCount count, FrameCount alignment, u64 end) c
 
 Status BitmapAllocator::add_free_range(Pfn first, FrameCount count) {
   MM_TRY(check_donation(first, count));
+  release(first, count);
+  managed_ += count;
+  return Status::Ok;
+}
+
+void BitmapAllocator::release(Pfn first, FrameCount count) {
   for (FrameCount i = 0; i < count; ++i) {
     mark_free(table_[first + i], 0);
   }
@@ -105,8 +111,6 @@ Status BitmapAllocator::add_free_range(Pfn first, FrameCount count) {
   set_range(index, count, true);
   lowest_free_ = index < lowest_free_ ? index : lowest_free_;
   free_frames_ += count;
-  managed_ += count;
-  return Status::Ok;
 }
 
 Result<Pfn> BitmapAllocator::allocate(const FrameRequest& request) {
@@ -137,13 +141,7 @@ Status BitmapAllocator::free(Pfn first, FrameCount count) {
   for (FrameCount i = 0; i < count; ++i) {
     MM_TRY(check_allocated(first + i, 0));
   }
-  for (FrameCount i = 0; i < count; ++i) {
-    mark_free(table_[first + i], 0);
-  }
-  const u64 index = first - table_.base();
-  set_range(index, count, true);
-  lowest_free_ = index < lowest_free_ ? index : lowest_free_;
-  free_frames_ += count;
+  release(first, count);
   return Status::Ok;
 }
 

@@ -39,6 +39,8 @@ class BitmapAllocator final : public FrameAllocator {
   // First clear (used) bit in [from, to), or kNone.
   u64 first_used(u64 from, u64 to) const;
   void set_range(u64 from, u64 count, bool free);
+  // Marks [first, first + count) free in the table and the bitmap.
+  void release(Pfn first, FrameCount count);
   // Table-relative index of the first frame of a fitting run, or kNone.
   u64 find_run(FrameCount count, FrameCount alignment, u64 end) const;
 
