@@ -205,3 +205,35 @@ TEST(MemoryMap, SeedGivesExactlyTheFreeFramesToAnAllocator) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(MemoryMap, TakeForKernelFromTheBottomStaysInLowMemoryAndMerges) {
+  MemoryMap map;
+  ASSERT_EQ(map.ingest(qemu_128m()), Status::Ok);
+  const mm::Result<mm::Pfn> a = map.take_for_kernel(2, MemoryMap::Placement::Bottom);
+  const mm::Result<mm::Pfn> b = map.take_for_kernel(3, MemoryMap::Placement::Bottom);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a.value(), mm::Pfn(0x100));
+  EXPECT_EQ(b.value(), mm::Pfn(0x102));
+  size_t kernel_ranges = 0;
+  for (const MemoryRange& r : map.ranges()) {
+    kernel_ranges += r.kind == MemoryKind::Kernel ? 1 : 0;
+  }
+  EXPECT_EQ(kernel_ranges, 1u);  // the two carvings merged into one range
+  EXPECT_EQ(map.frames_of(MemoryKind::Kernel), 5u);
+  EXPECT_EQ(map.first_usable(), mm::Pfn(0x105));
+}
+
+TEST(MemoryMap, TakeForKernelOfAWholeRangeMergesWithKernelNeighbours) {
+  MemoryMap map;
+  ASSERT_EQ(map.ingest(std::vector{range(2 * MiB, MiB, MemoryKind::Kernel), range(3 * MiB, MiB, MemoryKind::Free),
+                                   range(4 * MiB, MiB, MemoryKind::Kernel), range(8 * MiB, MiB, MemoryKind::Free)}),
+            Status::Ok);
+  ASSERT_TRUE(map.take_for_kernel(MiB / mm::kPageSize, MemoryMap::Placement::Bottom).ok());
+  ASSERT_EQ(map.ranges().size(), 2u);
+  EXPECT_EQ(map.ranges()[0].kind, MemoryKind::Kernel);
+  EXPECT_EQ(map.ranges()[0].length, 3 * MiB);
+}
+
+}  // namespace

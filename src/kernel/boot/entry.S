@@ -39,6 +39,10 @@ boot_stack:     .skip 4096
 boot_stack_top:
 
     .section .boot.data, "aw"
+    .align 8
+    .global boot_tsc
+boot_tsc:
+    .quad 0
     .align 16
 gdt64:
     .quad 0
@@ -57,11 +61,14 @@ msg_longmode: .asciz "pagelab: this CPU has no long mode (CPUID 0x80000001 EDX.L
 multiboot_entry:
     cli
     cld
-    mov $boot_stack_top, %esp
     mov %eax, %edi                            /* keep magic and info for kmain */
     mov %ebx, %esi
+    rdtsc                                     /* the boot clock starts here */
+    mov %eax, boot_tsc
+    mov %edx, boot_tsc + 4
+    mov $boot_stack_top, %esp
 
-    cmp $0x2BADB002, %eax
+    cmp $0x2BADB002, %edi
     je 1f
     mov $msg_magic, %ebx
     jmp boot_fail

@@ -55,6 +55,11 @@ void format(Buffer& out, const char* f, __builtin_va_list args) {
       continue;
     }
     ++f;
+    bool left = false;
+    if (*f == '-') {
+      left = true;
+      ++f;
+    }
     char pad = ' ';
     if (*f == '0') {
       pad = '0';
@@ -62,6 +67,17 @@ void format(Buffer& out, const char* f, __builtin_va_list args) {
     }
     int width = 0;
     while (*f >= '0' && *f <= '9') width = width * 10 + (*f++ - '0');
+    int precision = -1;
+    if (*f == '.') {
+      ++f;
+      if (*f == '*') {
+        precision = __builtin_va_arg(args, int);
+        ++f;
+      } else {
+        precision = 0;
+        while (*f >= '0' && *f <= '9') precision = precision * 10 + (*f++ - '0');
+      }
+    }
     int longs = 0;
     while (*f == 'l') {
       ++longs;
@@ -87,7 +103,12 @@ void format(Buffer& out, const char* f, __builtin_va_list args) {
         break;
       case 's': {
         const char* s = __builtin_va_arg(args, const char*);
-        out.put(s ? s : "(null)");
+        s = s ? s : "(null)";
+        int n = 0;
+        while (s[n] && (precision < 0 || n < precision)) ++n;
+        for (int i = n; !left && i < width; ++i) out.put(' ');
+        for (int i = 0; i < n; ++i) out.put(s[i]);
+        for (int i = n; left && i < width; ++i) out.put(' ');
         break;
       }
       case 'c':

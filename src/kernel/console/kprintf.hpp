@@ -1,5 +1,5 @@
 // printf for the kernel console: %s %c %d %u %x %p %%, with l/ll length,
-// a field width and 0-padding (%016lx). One call prints atomically with
+// a field width, 0-padding (%016lx) and a string precision (%.*s). One call prints atomically with
 // respect to other CPUs.
 #pragma once
 

@@ -62,6 +62,17 @@ class [[nodiscard]] Result {
     ::mm::detail::value_of(mm_try_result_);                   \
   })
 
+// Like MM_TRY, but runs `on_error` (a statement such as `return false`)
+// instead of returning the status: for callers that do not return a Status.
+#define MM_TRY_OR(expr, on_error)                             \
+  ({                                                          \
+    auto mm_try_result_ = (expr);                             \
+    if (!::mm::detail::is_ok(mm_try_result_)) {               \
+      on_error;                                               \
+    }                                                         \
+    ::mm::detail::value_of(mm_try_result_);                   \
+  })
+
 namespace mm::detail {
 constexpr bool is_ok(Status s) { return s == Status::Ok; }
 template <typename T>

@@ -161,56 +161,67 @@ Pfn MemoryMap::end_usable() const {
   return Pfn(0);
 }
 
-Result<Pfn> MemoryMap::take_for_kernel(FrameCount frames) {
+Result<Pfn> MemoryMap::take_for_kernel(FrameCount frames, Placement placement) {
   if (frames == 0) {
     return Status::InvalidArgument;
   }
   const u64 bytes = frames * kPageSize;
-  for (usize i = count_; i-- > 0;) {
-    MemoryRange& r = ranges_[i];
+  for (usize n = 0; n < count_; ++n) {
+    const usize i = placement == Placement::Top ? count_ - 1 - n : n;
+    const MemoryRange r = ranges_[i];
     if (r.kind != MemoryKind::Free || r.length < bytes) {
       continue;
     }
-    const u64 taken = r.end() - bytes;
-    const bool merge_next = i + 1 < count_ && ranges_[i + 1].kind == MemoryKind::Kernel &&
-                            ranges_[i + 1].base.value() == r.end();
-    if (r.length == bytes) {
-      r.kind = MemoryKind::Kernel;
-    } else if (merge_next) {
-      r.length -= bytes;
-      ranges_[i + 1].base = PhysAddr(taken);
-      ranges_[i + 1].length += bytes;
-      return Pfn::containing(PhysAddr(taken));
-    } else {
-      if (count_ == kMaxRanges) {
-        return Status::TooBig;
-      }
-      for (usize j = count_; j > i + 1; --j) {
-        ranges_[j] = ranges_[j - 1];
-      }
-      ++count_;
-      r.length -= bytes;
-      ranges_[i + 1] = MemoryRange{PhysAddr(taken), bytes, MemoryKind::Kernel};
-      return Pfn::containing(PhysAddr(taken));
-    }
-    // The whole range became Kernel: merge with Kernel neighbours.
-    if (merge_next) {
-      r.length += ranges_[i + 1].length;
-      for (usize j = i + 1; j + 1 < count_; ++j) {
-        ranges_[j] = ranges_[j + 1];
-      }
-      --count_;
-    }
-    if (i > 0 && ranges_[i - 1].kind == MemoryKind::Kernel && ranges_[i - 1].end() == r.base.value()) {
-      ranges_[i - 1].length += r.length;
-      for (usize j = i; j + 1 < count_; ++j) {
-        ranges_[j] = ranges_[j + 1];
-      }
-      --count_;
-    }
-    return Pfn::containing(PhysAddr(taken));
+    const u64 base = placement == Placement::Top ? r.end() - bytes : r.base.value();
+    MM_TRY(carve(i, base, bytes));
+    return Pfn::containing(PhysAddr(base));
   }
   return Status::OutOfMemory;
+}
+
+Status MemoryMap::carve(usize i, u64 base, u64 length) {
+  const MemoryRange r = ranges_[i];
+  const bool has_below = base > r.base.value();
+  const bool has_above = base + length < r.end();
+  if (count_ + usize{has_below} + usize{has_above} > kMaxRanges) {
+    return Status::TooBig;
+  }
+  ranges_[i] = MemoryRange{PhysAddr(base), length, MemoryKind::Kernel};
+  if (has_above) {
+    insert_at(i + 1, MemoryRange{PhysAddr(base + length), r.end() - base - length, r.kind});
+  }
+  if (has_below) {
+    insert_at(i, MemoryRange{r.base, base - r.base.value(), r.kind});
+  }
+  merge_neighbours();
+  return Status::Ok;
+}
+
+void MemoryMap::insert_at(usize i, const MemoryRange& range) {
+  for (usize j = count_; j > i; --j) {
+    ranges_[j] = ranges_[j - 1];
+  }
+  ranges_[i] = range;
+  ++count_;
+}
+
+void MemoryMap::erase_at(usize i) {
+  for (usize j = i; j + 1 < count_; ++j) {
+    ranges_[j] = ranges_[j + 1];
+  }
+  --count_;
+}
+
+void MemoryMap::merge_neighbours() {
+  for (usize i = 1; i < count_;) {
+    MemoryRange& prev = ranges_[i - 1];
+    if (prev.kind == ranges_[i].kind && prev.end() == ranges_[i].base.value()) {
+      prev.length += ranges_[i].length;
+      erase_at(i);
+    } else {
+      ++i;
+    }
+  }
 }
 
 Status MemoryMap::seed(FrameAllocator& allocator, const FrameTable& table) const {

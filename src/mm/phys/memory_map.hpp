@@ -61,16 +61,27 @@ class MemoryMap {
   Pfn first_usable() const;
   Pfn end_usable() const;
 
-  // Takes `frames` frames from the top of the highest Free range that holds
-  // them and turns them into Kernel memory (for the frame table and other
-  // boot-time structures). ENOMEM if no Free range is large enough.
-  Result<Pfn> take_for_kernel(FrameCount frames);
+  // Where take_for_kernel carves from.
+  enum class Placement : u8 {
+    Top,     // the top of the highest Free range that fits
+    Bottom,  // the bottom of the lowest (for early page tables: low memory is mapped first)
+  };
+
+  // Takes `frames` frames of Free memory and turns them into Kernel memory
+  // (for the frame table and other boot-time structures). ENOMEM if no Free
+  // range is large enough, E2BIG if the map has no room for another range.
+  Result<Pfn> take_for_kernel(FrameCount frames, Placement placement = Placement::Top);
 
   // Hands every Free range to the allocator, clipped to its table.
   Status seed(FrameAllocator& allocator, const FrameTable& table) const;
 
  private:
   void append(u64 base, u64 end, MemoryKind kind);
+  // Re-kinds [base, base + length) inside range i as Kernel, splitting it.
+  Status carve(usize i, u64 base, u64 length);
+  void insert_at(usize i, const MemoryRange& range);
+  void erase_at(usize i);
+  void merge_neighbours();
 
   MemoryRange ranges_[kMaxRanges];
   usize count_ = 0;

@@ -1,0 +1,31 @@
+// The kernel command line (QEMU -append), parsed strictly: an unknown word
+// is an error, not something to ignore.
+//
+//   pmm=buddy|bitmap|stack   the physical allocator behind PhysicalMemory (buddy)
+//   reserve=SIZE             the emergency reserve (2M)
+//   memmap=SIZE@ADDR         add usable RAM to the firmware's map (Linux syntax)
+//   memmap=SIZE$ADDR         mark a range reserved
+//   selftest=off             boot, print the map, and stop without tests
+// SIZE and ADDR are decimal or 0x hex, with an optional K, M, G or T.
+#pragma once
+
+#include "mm/phys/memory_map.hpp"
+
+namespace kernel {
+
+enum class PmmKind : mm::u8 { Buddy, Bitmap, Stack };
+
+struct BootOptions {
+  PmmKind pmm = PmmKind::Buddy;
+  mm::u64 reserve_bytes = 2 << 20;
+  bool selftest = true;
+  mm::MemoryRange extra_ranges[8];
+  mm::usize extra_count = 0;
+};
+
+// Fills `options`; on a bad word prints what is wrong and returns false.
+bool parse_boot_options(const char* cmdline, BootOptions& options);
+
+const char* pmm_kind_name(PmmKind kind);
+
+}  // namespace kernel
