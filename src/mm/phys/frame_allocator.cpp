@@ -76,21 +76,6 @@ Status FrameAllocator::check_donation(Pfn first, FrameCount count) const {
   return Status::Ok;
 }
 
-void FrameAllocator::mark_allocated(Frame& head, u32 order, FrameOwner owner) {
-  head.state = FrameState::Allocated;
-  head.owner = owner;
-  head.order = static_cast<u8>(order);
-  head.refcount.store(1, MemoryOrder::Relaxed);
-  head.owner_data = 0;
-}
-
-void FrameAllocator::mark_free(Frame& head, u32 order) {
-  head.state = FrameState::Free;
-  head.owner = FrameOwner::Free;
-  head.order = static_cast<u8>(order);
-  head.refcount.store(0, MemoryOrder::Relaxed);
-}
-
 FrameCount FrameAllocator::allocate_batch(Span<Pfn> out, FrameOwner owner) {
   FrameCount got = 0;
   for (Pfn& slot : out) {
@@ -104,9 +89,9 @@ FrameCount FrameAllocator::allocate_batch(Span<Pfn> out, FrameOwner owner) {
   return got;
 }
 
-Status FrameAllocator::free_batch(Span<const Pfn> frames) {
-  // Validate everything first, marking each frame Cached as a "seen in this
-  // batch" tag so a frame named twice fails too; then undo the tags.
+Status FrameAllocator::check_batch(Span<const Pfn> frames) {
+  // Mark each checked frame Cached as a "seen in this batch" tag so a frame
+  // named twice fails too; then undo the tags.
   usize checked = 0;
   Status status = Status::Ok;
   for (; checked < frames.size(); ++checked) {
@@ -119,9 +104,11 @@ Status FrameAllocator::free_batch(Span<const Pfn> frames) {
   for (usize i = 0; i < checked; ++i) {
     table_[frames[i]].state = FrameState::Allocated;
   }
-  if (status != Status::Ok) {
-    return status;
-  }
+  return status;
+}
+
+Status FrameAllocator::free_batch(Span<const Pfn> frames) {
+  MM_TRY(check_batch(frames));
   for (const Pfn pfn : frames) {
     const Status freed = free(pfn, 1);
     MM_ASSERT(freed == Status::Ok);

@@ -90,11 +90,25 @@ class FrameAllocator {
   // alignment, a limit that leaves room for the run.
   static Status check_request(const FrameRequest& request);
   Status check_allocated(Pfn first, u32 order) const { return mm::check_allocated(table_, first, order); }
+  // Validates a free_batch: every frame a single allocated frame, none twice.
+  Status check_batch(Span<const Pfn> frames);
   // Checks [first, first + count) is inside the table and entirely Reserved.
   Status check_donation(Pfn first, FrameCount count) const;
 
-  void mark_allocated(Frame& head, u32 order, FrameOwner owner);
-  void mark_free(Frame& head, u32 order);
+  // Inline: the bitmap calls these once per frame of a run.
+  static void mark_allocated(Frame& head, u32 order, FrameOwner owner) {
+    head.state = FrameState::Allocated;
+    head.owner = owner;
+    head.order = static_cast<u8>(order);
+    head.refcount.store(1, MemoryOrder::Relaxed);
+    head.owner_data = 0;
+  }
+  static void mark_free(Frame& head, u32 order) {
+    head.state = FrameState::Free;
+    head.owner = FrameOwner::Free;
+    head.order = static_cast<u8>(order);
+    head.refcount.store(0, MemoryOrder::Relaxed);
+  }
 
   FrameTable& table_;
 };

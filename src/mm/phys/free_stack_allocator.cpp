@@ -56,6 +56,15 @@ FrameCount FreeStackAllocator::allocate_batch(Span<Pfn> out, FrameOwner owner) {
   return got;
 }
 
+Status FreeStackAllocator::free_batch(Span<const Pfn> frames) {
+  MM_TRY(check_batch(frames));
+  for (const Pfn pfn : frames) {
+    mark_free(table_[pfn], 0);
+    free_.push_front(table_, pfn);
+  }
+  return Status::Ok;
+}
+
 FreeBlockCounts FreeStackAllocator::free_blocks() const {
   return scan_free_blocks(table_.base(), table_.size(),
                           [this](Pfn pfn) { return table_[pfn].state == FrameState::Free; });

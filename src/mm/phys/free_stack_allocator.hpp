@@ -21,6 +21,7 @@ class FreeStackAllocator final : public FrameAllocator {
   Result<Pfn> allocate(const FrameRequest& request) override;
   Status free(Pfn first, FrameCount count) override;
   FrameCount allocate_batch(Span<Pfn> out, FrameOwner owner) override;
+  Status free_batch(Span<const Pfn> frames) override;
   FrameCount free_frames() const override { return free_.size(); }
   FrameCount managed_frames() const override { return managed_; }
   FreeBlockCounts free_blocks() const override;
