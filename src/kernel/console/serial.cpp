@@ -18,12 +18,18 @@ void serial_init() {
   x86::outb(kCom1 + 4, 0x03);  // DTR, RTS
 }
 
+// Once the line status register says the transmitter FIFO is empty, 16
+// bytes fit without asking again. Under virtualization every port access is
+// a VM exit, so this halves the cost of console output.
 void serial_write(const char* text, unsigned long length) {
-  for (unsigned long i = 0; i < length; ++i) {
-    while ((x86::inb(kCom1 + 5) & 0x20) == 0) {  // transmit holding register empty
+  constexpr unsigned long kFifoBytes = 16;
+  for (unsigned long i = 0; i < length;) {
+    while ((x86::inb(kCom1 + 5) & 0x20) == 0) {  // transmit FIFO empty
       x86::pause();
     }
-    x86::outb(kCom1, static_cast<mm::u8>(text[i]));
+    for (unsigned long n = 0; n < kFifoBytes && i < length; ++n, ++i) {
+      x86::outb(kCom1, static_cast<mm::u8>(text[i]));
+    }
   }
 }
 
