@@ -76,6 +76,13 @@ extern "C" [[noreturn]] void kmain(mm::u32 multiboot_magic, mm::u32 multiboot_in
   kprintf("smp: %u of %u CPUs online at %lu us\n", online, topology.count, boot_microseconds());
   x86::enable_interrupts();
 
+  if (options.fault == InjectedFault::PageFault) {
+    kprintf("boot: reading 0x%lx on purpose (fault=page)\n", mm::u64{0xdead0000});
+    (void)*reinterpret_cast<volatile mm::u64*>(0xdead0000);  // unmapped since the identity map went
+  } else if (options.fault == InjectedFault::InvalidOpcode) {
+    kprintf("boot: executing ud2 on purpose (fault=opcode)\n");
+    asm volatile("ud2");
+  }
   if (!options.selftest) {
     kprintf("boot: self-tests off; done at %lu us\n", boot_microseconds());
     qemu_exit(online == topology.count ? ExitCode::Pass : ExitCode::Fail);

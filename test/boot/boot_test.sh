@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One boot of the kernel as a ctest case.
-#   boot_test.sh KERNEL pass|fail REGEX [boot.sh options...]
-# Boots KERNEL with scripts/boot.sh, then requires the verdict (pass: exit 0,
-# fail: a clean failure, never a hang or a triple fault) and a console line
-# matching REGEX. A KVM boot on a host without usable KVM is skipped (77).
+#   boot_test.sh KERNEL pass|fail|panic REGEX [boot.sh options...]
+# Boots KERNEL with scripts/boot.sh, then requires the verdict (pass: exit 0;
+# fail: the kernel's own failure verdict; panic: its panic or fatal-exception
+# verdict; never a hang or a triple fault) and a console line matching REGEX. A KVM boot on a host without usable KVM is skipped (77).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 kernel=$1 expect=$2 regex=$3
@@ -24,13 +24,19 @@ if [ "$expect" = pass ] && [ $status -ne 0 ]; then
   echo "boot_test: expected the boot to pass, boot.sh exited $status"
   exit 1
 fi
-if [ "$expect" = fail ]; then
+verdict_line() {
+  case $1 in
+    fail) echo "the kernel reported failure" ;;
+    panic) echo "the kernel panicked" ;;
+  esac
+}
+if [ "$expect" != pass ]; then
   if [ $status -eq 0 ]; then
     echo "boot_test: expected the kernel to refuse this boot, but it passed"
     exit 1
   fi
-  if ! grep -q "the kernel reported failure" "$log"; then
-    echo "boot_test: expected a clean failure verdict, not a hang, panic or reset"
+  if ! grep -q "$(verdict_line "$expect")" "$log"; then
+    echo "boot_test: expected the verdict '$(verdict_line "$expect")', not another failure, a hang or a reset"
     exit 1
   fi
 fi

@@ -88,6 +88,13 @@ bool parse_boot_options(const char* cmdline, BootOptions& options) {
       ok = parse_size(s, options.reserve_bytes) && at_word_end(s);
     } else if (starts_with(s, "selftest=off", &rest) && at_word_end(rest)) {
       options.selftest = false, s = rest, ok = true;
+    } else if (starts_with(s, "fault=", &rest)) {
+      const char* tail = nullptr;
+      if (starts_with(rest, "page", &tail) && at_word_end(tail)) {
+        options.fault = InjectedFault::PageFault, s = tail, ok = true;
+      } else if (starts_with(rest, "opcode", &tail) && at_word_end(tail)) {
+        options.fault = InjectedFault::InvalidOpcode, s = tail, ok = true;
+      }
     } else if (starts_with(s, "memmap=", &rest)) {
       s = rest;
       mm::u64 size = 0, address = 0;
@@ -104,7 +111,7 @@ bool parse_boot_options(const char* cmdline, BootOptions& options) {
       mm::usize length = 0;
       while (word[length] && word[length] != ' ') ++length;
       kprintf("boot: bad command-line word '%.*s' at column %lu: expected pmm=buddy|bitmap|stack, "
-              "reserve=SIZE, memmap=SIZE@ADDR, memmap=SIZE$ADDR or selftest=off\n",
+              "reserve=SIZE, memmap=SIZE@ADDR, memmap=SIZE$ADDR, selftest=off or fault=page|opcode\n",
               static_cast<int>(length), word, static_cast<mm::u64>(word - cmdline) + 1);
       return false;
     }

@@ -6,6 +6,8 @@
 //   memmap=SIZE@ADDR         add usable RAM to the firmware's map (Linux syntax)
 //   memmap=SIZE$ADDR         mark a range reserved
 //   selftest=off             boot, print the map, and stop without tests
+//   fault=page|opcode        after boot, take that exception on purpose (to
+//                            test that exceptions are reported, not hung on)
 // SIZE and ADDR are decimal or 0x hex, with an optional K, M, G or T.
 #pragma once
 
@@ -14,11 +16,13 @@
 namespace kernel {
 
 enum class PmmKind : mm::u8 { Buddy, Bitmap, Stack };
+enum class InjectedFault : mm::u8 { None, PageFault, InvalidOpcode };
 
 struct BootOptions {
   PmmKind pmm = PmmKind::Buddy;
   mm::u64 reserve_bytes = 2 << 20;
   bool selftest = true;
+  InjectedFault fault = InjectedFault::None;
   mm::MemoryRange extra_ranges[8];
   mm::usize extra_count = 0;
 };
