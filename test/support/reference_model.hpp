@@ -298,6 +298,23 @@ class ReferenceModel {
     return best;
   }
 
+  // The lowest multiple of `alignment` (a power of two) that starts `count`
+  // free frames ending at or below `limit`: first fit.
+  std::optional<u64> lowest_fit(FrameCount count, FrameCount alignment, u64 limit) const {
+    for (const auto& [first, end] : free_.runs()) {
+      if (first >= limit) {
+        break;
+      }
+      // Within one run the lowest aligned start has the most room.
+      const std::optional<u64> start = align_up(first, alignment);
+      const u64 cap = end < limit ? end : limit;
+      if (start && *start <= cap && cap - *start >= count) {
+        return start;
+      }
+    }
+    return std::nullopt;
+  }
+
   // What table[pfn] must hold.
   ExpectedFrame expected_frame(u64 pfn) const {
     ExpectedFrame e;
@@ -383,19 +400,8 @@ class ReferenceModel {
         }
         return {Status::Ok, Pfn(stack_.back())};
       case AllocatorPolicy::Bitmap: {
-        const u64 cap = request.limit.value() < table_end_ ? request.limit.value() : table_end_;
-        for (const auto& [first, end] : free_.runs()) {
-          if (first >= cap) {
-            break;
-          }
-          // Within one run the lowest aligned start has the most room.
-          const std::optional<u64> start = align_up(first, request.alignment);
-          const u64 run_cap = end < cap ? end : cap;
-          if (start && *start <= run_cap && run_cap - *start >= request.count) {
-            return {Status::Ok, Pfn(*start)};
-          }
-        }
-        return {Status::OutOfMemory, std::nullopt};
+        const std::optional<u64> start = lowest_fit(request.count, request.alignment, request.limit.value());
+        return start ? AllocPrediction{Status::Ok, Pfn(*start)} : AllocPrediction{Status::OutOfMemory, std::nullopt};
       }
       case AllocatorPolicy::Buddy: {
         if (!std::has_single_bit(request.count) || request.count > (FrameCount{1} << kMaxOrder)) {
@@ -586,16 +592,15 @@ class ReferenceModel {
     return Status::Ok;
   }
 
-  // The answer to freeing a buddy block of 2^order frames at `pfn`. A buddy
-  // records a state only in block heads, so a frame inside a block (free or
-  // allocated) answers EINVAL: it names no block. Only the head of a free
-  // block answers ENOENT.
+  // The answer to freeing a buddy block of 2^order frames at `pfn`. Any free
+  // frame, a block's head or inside it, is a double free (ENOENT); inside an
+  // allocated block, or a head of another order, names no block (EINVAL).
   Status buddy_block_status(u64 pfn, u32 order) const {
     if (!in_table(pfn) || !is_managed(pfn)) {
       return Status::BadAddress;
     }
     if (is_free(pfn)) {
-      return maximal_block_containing(pfn).first == pfn ? Status::NotFound : Status::InvalidArgument;
+      return Status::NotFound;
     }
     const auto live = allocation_containing(pfn);
     model_require(live.has_value(), "allocated frame outside every live allocation", pfn);

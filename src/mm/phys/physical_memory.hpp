@@ -254,9 +254,8 @@ class PhysicalMemory {
         return pfn;
       }
     }
-    // Other CPUs' caches may hold the last free frames: take them back and
-    // try the allocator itself once more.
-    drain_all_caches();
+    // Nothing above the reserve: the allocator itself decides, after taking
+    // back what other CPUs' caches hold (allocate_from_zone drains on failure).
     return allocate_from_zone(FrameRequest{.owner = owner}, AllocFlags::None);
   }
 
