@@ -47,7 +47,10 @@ TEST_F(PmmFixture, CacheRefillsInBatchesAndServesFromTheCache) {
   EXPECT_EQ(pool.table()[Pfn::containing(a)].owner, FrameOwner::Anonymous);
 
   ASSERT_EQ(pmm.free_frame(a), Status::Ok);
-  EXPECT_EQ(pool.table()[Pfn::containing(a)].state, mm::FrameState::Cached);
+  // Parked in the cache: still Allocated for the allocator, but unowned.
+  EXPECT_EQ(pool.table()[Pfn::containing(a)].state, mm::FrameState::Allocated);
+  EXPECT_EQ(pool.table()[Pfn::containing(a)].refcount.load(), 0u);
+  EXPECT_EQ(pool.table()[Pfn::containing(a)].owner, FrameOwner::Free);
   // Last freed, first reused: the cache is a stack.
   EXPECT_EQ(pmm.allocate_frame(FrameOwner::Kernel).value(), a);
   s = pmm.stats();
@@ -118,6 +121,29 @@ TEST_F(PmmFixture, ReserveIsNeverTakenByOrdinaryAllocations) {
   const mm::PhysicalMemoryStats s = pmm.stats();
   EXPECT_EQ(s.emergency_allocations, kReserve);
   EXPECT_GE(s.failed_allocations, 2u);
+  for (PhysAddr f : frames) {
+    ASSERT_EQ(pmm.free_frame(f), Status::Ok);
+  }
+}
+
+TEST_F(PmmFixture, FreesRefillAShortReserveBeforeTheCache) {
+  constexpr mm::FrameCount kReserve = 8;
+  Pmm pmm = make({.watermarks = {.reserve = kReserve}, .cache_batch = 4, .cache_high = 8});
+  std::vector<PhysAddr> frames;
+  for (mm::Result<PhysAddr> r = pmm.allocate_frame(FrameOwner::Anonymous); r.ok();
+       r = pmm.allocate_frame(FrameOwner::Anonymous)) {
+    frames.push_back(r.value());
+  }
+  ASSERT_EQ(buddy.free_frames(), kReserve);
+  const PhysAddr emergency = pmm.allocate_frame(FrameOwner::Kernel, AllocFlags::Emergency).value();
+  EXPECT_EQ(buddy.free_frames(), kReserve - 1);
+  EXPECT_EQ(pmm.pressure(), mm::Pressure::Emergency);
+  // Its free goes back to the allocator, not to the cache, so the next
+  // ordinary allocation still finds nothing above the reserve.
+  ASSERT_EQ(pmm.free_frame(emergency), Status::Ok);
+  EXPECT_EQ(buddy.free_frames(), kReserve);
+  EXPECT_EQ(pmm.stats().cached, 0u);
+  EXPECT_EQ(pmm.allocate_frame(FrameOwner::Anonymous).status(), Status::OutOfMemory);
   for (PhysAddr f : frames) {
     ASSERT_EQ(pmm.free_frame(f), Status::Ok);
   }

@@ -144,7 +144,7 @@ Status BitmapAllocator::free(Pfn first, FrameCount count) {
   const Frame* frames = &table_[first];
   for (FrameCount i = 0; i < count; ++i) {
     const Frame& frame = frames[i];
-    if (frame.state != FrameState::Allocated || frame.order != 0) [[unlikely]] {
+    if (frame.state != FrameState::Allocated || allocated_status(frame, 0) != Status::Ok) [[unlikely]] {
       return check_allocated(first + i, 0);
     }
   }

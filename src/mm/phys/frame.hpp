@@ -9,16 +9,23 @@
 
 namespace mm {
 
-// Where a frame is in the allocator's life cycle. Only the allocators and the
-// per-CPU caches change it, always under the lock that guards the frame.
+// Where a frame is in the allocator's life cycle. Only the allocators change
+// it, under the zone lock, so the buddy may read a neighbour's state while
+// merging without racing anyone.
+//
+// A frame parked in a per-CPU cache is Allocated as far as the allocator
+// knows (Linux counts per-cpu pages the same way), with refcount 0 and owner
+// Free: the refcount, not the state, says that nobody owns it.
 enum class FrameState : u8 {
   Reserved,   // never handed out: firmware, kernel image, below 1 MiB, holes
   Free,       // head of a free block held by an allocator
-  Cached,     // free, parked in a per-CPU cache
-  Allocated,  // head of a block handed to an owner (order says how big)
+  Allocated,  // head of a block handed out (order says how big); owned when refcount > 0
   Interior,   // a non-head frame inside a buddy block, free or allocated;
               // its state is its head's
 };
+
+// Frame::flags bits.
+inline constexpr u8 kFrameFlagBatchMark = 1 << 0;  // transient: seen in the batch being validated
 
 // Who holds an allocated frame and why. Set by the allocating caller.
 enum class FrameOwner : u8 {
@@ -34,7 +41,8 @@ enum class FrameOwner : u8 {
 inline constexpr u32 kNoFrameLink = ~u32{0};
 
 struct Frame {
-  // References from mappings and from the core; 1 when first allocated.
+  // References from mappings and from the core; 1 when first allocated, 0
+  // when free or cached. Freeing takes it from 1 to 0 with a compare-and-swap.
   Atomic<u32> refcount{0};
   FrameState state = FrameState::Reserved;
   FrameOwner owner = FrameOwner::Reserved;

@@ -50,13 +50,12 @@ Status check_allocated(const FrameTable& table, Pfn first, u32 order) {
     case FrameState::Reserved:
       return Status::BadAddress;
     case FrameState::Free:
-    case FrameState::Cached:
       return Status::NotFound;
     case FrameState::Interior:
       // Inside a block: a double free if the block is free, else not its head.
       return interior_block_is_free(table, first) ? Status::NotFound : Status::InvalidArgument;
     case FrameState::Allocated:
-      return head.order == order ? Status::Ok : Status::InvalidArgument;
+      return allocated_status(head, order);
   }
   return Status::InvalidArgument;
 }
@@ -90,19 +89,21 @@ FrameCount FrameAllocator::allocate_batch(Span<Pfn> out, FrameOwner owner) {
 }
 
 Status FrameAllocator::check_batch(Span<const Pfn> frames) {
-  // Mark each checked frame Cached as a "seen in this batch" tag so a frame
-  // named twice fails too; then undo the tags.
+  // Tag each checked frame so a frame named twice fails too; then untag.
   usize checked = 0;
   Status status = Status::Ok;
   for (; checked < frames.size(); ++checked) {
     status = check_allocated(frames[checked], 0);
+    if (status == Status::Ok && (table_[frames[checked]].flags & kFrameFlagBatchMark)) {
+      status = Status::NotFound;  // already in this batch: the second free is a double free
+    }
     if (status != Status::Ok) {
       break;
     }
-    table_[frames[checked]].state = FrameState::Cached;
+    table_[frames[checked]].flags |= kFrameFlagBatchMark;
   }
   for (usize i = 0; i < checked; ++i) {
-    table_[frames[i]].state = FrameState::Allocated;
+    table_[frames[i]].flags &= static_cast<u8>(~kFrameFlagBatchMark);
   }
   return status;
 }

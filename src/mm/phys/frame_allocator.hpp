@@ -41,8 +41,18 @@ struct FreeBlockCounts {
 // Whether `first` heads an allocated block of 2^order frames: Ok, or the
 // status a free of it must fail with. EFAULT outside the table or reserved,
 // ENOENT when the frame is free or cached (a double free), EINVAL when it is
-// allocated but not as the head of a block of that order.
+// allocated but not as the head of a block of that order, EBUSY when it is
+// still referenced more than once.
 Status check_allocated(const FrameTable& table, Pfn first, u32 order);
+
+// check_allocated for a frame already known to be in state Allocated.
+inline Status allocated_status(const Frame& head, u32 order) {
+  if (head.order != order) {
+    return Status::InvalidArgument;
+  }
+  const u32 references = head.refcount.load(MemoryOrder::Relaxed);
+  return references == 1 ? Status::Ok : references == 0 ? Status::NotFound : Status::Busy;
+}
 
 class FrameAllocator {
  public:
@@ -65,7 +75,8 @@ class FrameAllocator {
 
   // Returns a run obtained from allocate(). EFAULT for a frame outside the
   // table or reserved, ENOENT for a frame that is not allocated (a double
-  // free), EINVAL for a count that does not match the allocation.
+  // free), EINVAL for a count that does not match the allocation, EBUSY for a
+  // head still referenced more than once.
   virtual Status free(Pfn first, FrameCount count) = 0;
 
   // Up to out.size() single frames, not necessarily contiguous, in one call.

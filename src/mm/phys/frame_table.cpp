@@ -16,7 +16,6 @@ const char* frame_state_name(FrameState state) {
   switch (state) {
     case FrameState::Reserved: return "reserved";
     case FrameState::Free: return "free";
-    case FrameState::Cached: return "cached";
     case FrameState::Allocated: return "allocated";
     case FrameState::Interior: return "interior";
   }

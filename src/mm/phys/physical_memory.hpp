@@ -9,9 +9,9 @@
 //  - statistics.
 //
 // Lock order: CpuFrameCache::lock, then zone_lock_.
-// Frame states: a frame in a CPU cache is Cached; the allocator still counts
-// it as allocated (Linux counts per-cpu pages the same way), and it returns
-// to the allocator only on drain.
+// A frame in a CPU cache is Allocated in the allocator's eyes, with refcount
+// 0 and owner Free (frame.hpp); it returns to the allocator only on drain.
+// Frame::state is written under the zone lock alone.
 #pragma once
 
 #include "mm/base/span.hpp"
@@ -75,6 +75,7 @@ class PhysicalMemory {
   PhysicalMemory(P& platform, FrameTable& table, FrameAllocator& allocator,
                  const PhysicalMemoryConfig& config)
       : platform_(platform), table_(table), allocator_(allocator), config_(config) {
+    zone_free_.store(allocator.free_frames(), MemoryOrder::Relaxed);
     MM_ASSERT(config.cache_batch > 0 && config.cache_batch <= config.cache_high);
     MM_ASSERT(config.cache_high + config.cache_batch <= CpuFrameCache<Lock>::kSlots);
   }
@@ -111,11 +112,20 @@ class PhysicalMemory {
     if (!frame.refcount.compare_exchange_strong(expected, 0, MemoryOrder::AcqRel)) {
       return expected == 0 ? Status::NotFound : Status::Busy;
     }
+    frame.owner = FrameOwner::Free;
     poison(pfn, 1);
+    if (zone_free_.load(MemoryOrder::Relaxed) < config_.watermarks.reserve) [[unlikely]] {
+      // The reserve is short (an emergency allocation took from it): refill
+      // it first, rather than let the next ordinary allocation find this
+      // frame in the cache.
+      ZoneGuard zone(*this);
+      frame.refcount.store(1, MemoryOrder::Relaxed);
+      const Status freed = allocator_.free(pfn, 1);
+      MM_ASSERT(freed == Status::Ok);
+      return Status::Ok;
+    }
     CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
     LockGuard guard(cache.lock);
-    frame.state = FrameState::Cached;
-    frame.owner = FrameOwner::Free;
     cache.push(pfn);
     if (cache.count() > config_.cache_high) {
       drain_locked(cache, config_.cache_batch);
@@ -142,7 +152,7 @@ class PhysicalMemory {
       return Status::InvalidArgument;
     }
     const Pfn pfn = Pfn::containing(first);
-    LockGuard guard(zone_lock_);
+    ZoneGuard zone(*this);
     MM_TRY(allocator_.free(pfn, count));
     poison(pfn, count);
     return Status::Ok;
@@ -153,7 +163,7 @@ class PhysicalMemory {
   FrameCount allocate_batch(Span<PhysAddr> out, FrameOwner owner) MM_EXCLUDES(zone_lock_) {
     Pfn pfns[64];
     FrameCount total = 0;
-    LockGuard guard(zone_lock_);
+    ZoneGuard zone(*this);
     while (total < out.size()) {
       FrameCount want = out.size() - total;
       want = want < 64 ? want : 64;
@@ -183,7 +193,7 @@ class PhysicalMemory {
         }
         pfns[i] = Pfn::containing(frames[done + i]);
       }
-      LockGuard guard(zone_lock_);
+      ZoneGuard zone(*this);
       MM_TRY(allocator_.free_batch({pfns, n}));
       done += n;
     }
@@ -204,10 +214,8 @@ class PhysicalMemory {
     ++full_drains_;
   }
 
-  Pressure pressure() MM_EXCLUDES(zone_lock_) {
-    LockGuard guard(zone_lock_);
-    return pressure_for(allocator_.free_frames(), config_.watermarks);
-  }
+  // Lock-free: reads the allocator's free count as of its last change.
+  Pressure pressure() const { return pressure_for(zone_free_.load(MemoryOrder::Relaxed), config_.watermarks); }
 
   // A snapshot. Each CPU cache and the zone are read under their own lock, so
   // the figures are each exact but not taken at one instant.
@@ -237,6 +245,24 @@ class PhysicalMemory {
   FrameAllocator& allocator() { return allocator_; }
 
  private:
+  // The zone lock, held for a scope. On release it publishes the allocator's
+  // free count for the lock-free readers (pressure(), free_frame's reserve check).
+  class [[nodiscard]] MM_SCOPED_CAPABILITY ZoneGuard {
+   public:
+    explicit ZoneGuard(PhysicalMemory& memory) MM_ACQUIRE(memory.zone_lock_) : memory_(memory) {
+      memory_.zone_lock_.lock();
+    }
+    ~ZoneGuard() MM_RELEASE() {
+      memory_.zone_free_.store(memory_.allocator_.free_frames(), MemoryOrder::Relaxed);
+      memory_.zone_lock_.unlock();
+    }
+    ZoneGuard(const ZoneGuard&) = delete;
+    ZoneGuard& operator=(const ZoneGuard&) = delete;
+
+   private:
+    PhysicalMemory& memory_;
+  };
+
   Result<Pfn> allocate_cached(FrameOwner owner) MM_EXCLUDES(zone_lock_) {
     {
       CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
@@ -247,7 +273,6 @@ class PhysicalMemory {
       if (!cache.empty()) {
         const Pfn pfn = cache.pop();
         Frame& frame = table_[pfn];
-        frame.state = FrameState::Allocated;
         frame.owner = owner;
         frame.owner_data = 0;
         frame.refcount.store(1, MemoryOrder::Relaxed);
@@ -260,7 +285,7 @@ class PhysicalMemory {
   }
 
   void refill_locked(CpuFrameCache<Lock>& cache) MM_REQUIRES(cache.lock) MM_EXCLUDES(zone_lock_) {
-    LockGuard guard(zone_lock_);
+    ZoneGuard zone(*this);
     FrameCount want = available_frames(allocator_.free_frames(), config_.watermarks);
     want = want < config_.cache_batch ? want : config_.cache_batch;
     if (want == 0) {
@@ -270,9 +295,7 @@ class PhysicalMemory {
     const FrameCount got = allocator_.allocate_batch({slots, want}, FrameOwner::Free);
     cache.shrink(static_cast<u32>(want - got));
     for (FrameCount i = 0; i < got; ++i) {
-      Frame& frame = table_[slots[i]];
-      frame.state = FrameState::Cached;
-      frame.refcount.store(0, MemoryOrder::Relaxed);
+      table_[slots[i]].refcount.store(0, MemoryOrder::Relaxed);  // free, parked
     }
     allocations_ += got;
   }
@@ -280,13 +303,10 @@ class PhysicalMemory {
   void drain_locked(CpuFrameCache<Lock>& cache, u32 n) MM_REQUIRES(cache.lock) MM_EXCLUDES(zone_lock_) {
     Pfn out[CpuFrameCache<Lock>::kSlots];
     cache.take_oldest(out, n);
-    LockGuard guard(zone_lock_);
+    ZoneGuard zone(*this);
     for (u32 i = 0; i < n; ++i) {
       // Back to what the allocator handed out, so it accepts the frame.
-      Frame& frame = table_[out[i]];
-      frame.state = FrameState::Allocated;
-      frame.order = 0;
-      frame.refcount.store(1, MemoryOrder::Relaxed);
+      table_[out[i]].refcount.store(1, MemoryOrder::Relaxed);
       const Status freed = allocator_.free(out[i], 1);
       MM_ASSERT(freed == Status::Ok);
     }
@@ -295,7 +315,7 @@ class PhysicalMemory {
   Result<Pfn> allocate_from_zone(const FrameRequest& request, AllocFlags flags) MM_EXCLUDES(zone_lock_) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       {
-        LockGuard guard(zone_lock_);
+        ZoneGuard zone(*this);
         const bool emergency = has(flags, AllocFlags::Emergency);
         const FrameCount room = emergency ? allocator_.free_frames()
                                           : available_frames(allocator_.free_frames(), config_.watermarks);
@@ -356,6 +376,8 @@ class PhysicalMemory {
   const PhysicalMemoryConfig config_;
 
   Lock zone_lock_;
+  // The allocator's free count as of the last zone-lock release.
+  Atomic<FrameCount> zone_free_{0};
   u64 allocations_ MM_GUARDED_BY(zone_lock_) = 0;
   u64 emergency_allocations_ MM_GUARDED_BY(zone_lock_) = 0;
   u64 failed_allocations_ MM_GUARDED_BY(zone_lock_) = 0;
