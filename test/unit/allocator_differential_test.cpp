@@ -31,6 +31,8 @@
 #include "mm/phys/buddy_allocator.hpp"
 #include "mm/phys/free_stack_allocator.hpp"
 #include "support/frame_pool.hpp"
+#include "support/rng.hpp"
+#include "support/sanitized.hpp"
 #include "support/reference_model.hpp"
 #include "support/snapshot.hpp"
 
@@ -55,17 +57,7 @@ using pagelab::test::ReferenceModel;
 // Sanitizers slow the model's map walks several-fold: run a shorter
 // stream there. Release runs the full count: 4 pools x 4 seeds x 25,000 =
 // 400,000 operations per allocator (160,000 under a sanitizer).
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using pagelab::test::kSanitized;
 
 constexpr u64 kOpsPerSeed = kSanitized ? 10'000 : 25'000;
 constexpr u64 kSeeds[] = {1, 2, 3, 0x5eed'cafe};
@@ -73,26 +65,7 @@ constexpr u64 kFullCheckEvery = 512;
 
 std::string err(Status s) { return mm::errno_name(s); }
 
-// splitmix64: small, fast, and the same stream on every standard library.
-class Rng {
- public:
-  explicit Rng(u64 seed) : state_(seed) {}
-
-  u64 next() {
-    u64 z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n), n > 0 (the modulo bias is irrelevant here).
-  u64 below(u64 n) { return next() % n; }
-  // Uniform in [lo, hi].
-  u64 range(u64 lo, u64 hi) { return lo + below(hi - lo + 1); }
-  bool percent(u64 p) { return below(100) < p; }
-
- private:
-  u64 state_;
-};
+using pagelab::test::Rng;
 
 // ---------------------------------------------------------------- pools
 

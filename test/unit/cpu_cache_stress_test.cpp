@@ -30,6 +30,8 @@
 #include "mm/phys/buddy_allocator.hpp"
 #include "mm/phys/physical_memory.hpp"
 #include "support/frame_pool.hpp"
+#include "support/rng.hpp"
+#include "support/sanitized.hpp"
 
 namespace {
 
@@ -44,17 +46,7 @@ using mm::u64;
 using pagelab::HostPlatform;
 using Pmm = mm::PhysicalMemory<HostPlatform>;
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using pagelab::test::kSanitized;
 
 constexpr u32 kThreads = 4;
 constexpr u64 kOpsPerThread = kSanitized ? 100'000 : 400'000;
@@ -67,22 +59,7 @@ constexpr mm::PhysicalMemoryConfig kConfig{.cache_batch = 8, .cache_high = 24, .
 
 std::string err(Status s) { return mm::errno_name(s); }
 
-// splitmix64: the same stream on every standard library.
-class Rng {
- public:
-  explicit Rng(u64 seed) : state_(seed) {}
-  u64 next() {
-    u64 z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  u64 below(u64 n) { return next() % n; }
-  bool percent(u64 p) { return below(100) < p; }
-
- private:
-  u64 state_;
-};
+using pagelab::test::Rng;
 
 // A frame one thread holds, with the tag it wrote everywhere.
 struct Held {
