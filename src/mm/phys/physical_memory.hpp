@@ -354,6 +354,11 @@ class PhysicalMemory {
       return Status::InvalidArgument;
     }
     const Pfn pfn = Pfn::containing(address);
+    // The common case inline; check_allocated sorts out the rest.
+    if (table_.contains(pfn) && table_[pfn].state == FrameState::Allocated) [[likely]] {
+      MM_TRY(allocated_status(table_[pfn], 0));
+      return pfn;
+    }
     MM_TRY(check_allocated(table_, pfn, 0));
     return pfn;
   }
