@@ -124,12 +124,15 @@ Result<Pfn> BitmapAllocator::allocate(const FrameRequest& request) {
   if (start == kNone) {
     return Status::OutOfMemory;
   }
-  set_range(start, request.count, false);
+  // Locals, so the loop does not reload the request after every Frame store.
+  const FrameCount count = request.count;
+  const FrameOwner owner = request.owner;
+  set_range(start, count, false);
   Frame* frames = &table_[base + start];  // the run is inside the table: no per-frame bounds check
-  for (FrameCount i = 0; i < request.count; ++i) {
-    mark_allocated(frames[i], 0, request.owner);
+  for (FrameCount i = 0; i < count; ++i) {
+    mark_allocated(frames[i], 0, owner);
   }
-  free_frames_ -= request.count;
+  free_frames_ -= count;
   return base + start;
 }
 
