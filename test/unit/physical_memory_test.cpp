@@ -149,6 +149,50 @@ TEST_F(PmmFixture, FreesRefillAShortReserveBeforeTheCache) {
   }
 }
 
+TEST_F(PmmFixture, CommittedFramesAreKeptForCommittedAllocations) {
+  constexpr mm::FrameCount kReserve = 8, kCommit = 20;
+  Pmm pmm = make({.watermarks = {.reserve = kReserve}, .cache_batch = 4, .cache_high = 8});
+  ASSERT_EQ(pmm.commit(kCommit), Status::Ok);
+  EXPECT_EQ(pmm.commit(kFrames), Status::OutOfMemory);  // more than is left above the reserve
+  EXPECT_EQ(pmm.stats().committed, kCommit);
+  std::vector<PhysAddr> frames;
+  for (mm::Result<PhysAddr> r = pmm.allocate_frame(FrameOwner::Anonymous); r.ok();
+       r = pmm.allocate_frame(FrameOwner::Anonymous)) {
+    frames.push_back(r.value());
+  }
+  // Ordinary allocations stop short of the reserve and the commitments.
+  EXPECT_EQ(frames.size(), kFrames - kReserve - kCommit);
+  for (mm::FrameCount i = 0; i < kCommit; ++i) {
+    const mm::Result<PhysAddr> r = pmm.allocate_frame(FrameOwner::Anonymous, AllocFlags::Committed);
+    ASSERT_TRUE(r.ok()) << i;
+    frames.push_back(r.value());
+  }
+  EXPECT_EQ(pmm.stats().committed, 0u);
+  EXPECT_EQ(buddy.free_frames(), kReserve);
+  EXPECT_EQ(pmm.commit(1), Status::OutOfMemory);
+  for (PhysAddr f : frames) {
+    ASSERT_EQ(pmm.free_frame(f), Status::Ok);
+  }
+  ASSERT_EQ(pmm.commit(5), Status::Ok);
+  pmm.uncommit(5);
+  EXPECT_EQ(pmm.stats().committed, 0u);
+}
+
+TEST_F(PmmFixture, FreeUnreferencedFreesOnlyWhatNobodyHolds) {
+  Pmm pmm = make();
+  const PhysAddr a = pmm.allocate_frame(FrameOwner::Anonymous).value();
+  mm::Frame& frame = pool.table()[Pfn::containing(a)];
+  EXPECT_EQ(pmm.free_unreferenced(a, 1), Status::Busy);  // still referenced
+  frame.refcount.store(0);                                // the owner dropped its reference
+  EXPECT_EQ(pmm.free_unreferenced(a, 1), Status::Ok);
+  EXPECT_EQ(pmm.free_frame(a), Status::NotFound);
+  const PhysAddr run = pmm.allocate_run({.count = 4}).value();
+  pool.table()[Pfn::containing(run)].refcount.store(0);
+  EXPECT_EQ(pmm.free_unreferenced(run, 4), Status::Ok);
+  pmm.drain_all_caches();
+  EXPECT_EQ(buddy.free_frames(), kFrames);
+}
+
 TEST_F(PmmFixture, PressureFollowsTheWatermarks) {
   // available = free - reserve; Warning at <= 100, Emergency at <= 20.
   Pmm pmm = make({.watermarks = {.reserve = 16, .emergency = 20, .warning = 100}, .cache_batch = 1, .cache_high = 1});

@@ -29,6 +29,7 @@ enum class AllocFlags : u8 {
   None = 0,
   Zero = 1 << 0,       // the frames are zero-filled before they are returned
   Emergency = 1 << 1,  // may take frames from the emergency reserve
+  Committed = 1 << 2,  // draws on a commitment made with commit(): cannot fail
 };
 constexpr AllocFlags operator|(AllocFlags a, AllocFlags b) {
   return static_cast<AllocFlags>(static_cast<u8>(a) | static_cast<u8>(b));
@@ -50,6 +51,7 @@ struct PhysicalMemoryConfig {
 
 struct PhysicalMemoryStats {
   FrameCount total = 0;     // frames given to the allocator
+  FrameCount committed = 0; // frames promised by commit() and not yet drawn
   FrameCount free = 0;      // free in the allocator plus cached
   FrameCount cached = 0;    // free frames parked in per-CPU caches
   FrameCount reserved = 0;  // frames of the table never given to the allocator
@@ -84,13 +86,16 @@ class PhysicalMemory {
   PhysicalMemory& operator=(const PhysicalMemory&) = delete;
 
   // One frame, through this CPU's cache. ENOMEM when even a drain of every
-  // cache leaves nothing above the reserve. With AllocFlags::Emergency the
-  // cache is bypassed and the reserve may be used.
+  // cache leaves nothing above the reserve and the commitments. With
+  // AllocFlags::Emergency the cache is bypassed and the reserve may be used;
+  // with AllocFlags::Committed the frame is one promised by commit(), and the
+  // call cannot fail.
   Result<PhysAddr> allocate_frame(FrameOwner owner, AllocFlags flags = AllocFlags::None)
       MM_EXCLUDES(zone_lock_) {
     Result<Pfn> pfn = has(flags, AllocFlags::Emergency) ? allocate_from_zone(FrameRequest{.owner = owner}, flags)
-                                                        : allocate_cached(owner);
+                                                        : allocate_cached(owner, flags);
     if (!pfn.ok()) {
+      MM_ASSERT(!has(flags, AllocFlags::Committed));  // a commitment is a promise
       return pfn.status();
     }
     return finish_allocation(pfn.value(), 1, flags);
@@ -114,7 +119,8 @@ class PhysicalMemory {
     }
     frame.owner = FrameOwner::Free;
     poison(pfn, 1);
-    if (zone_free_.load(MemoryOrder::Relaxed) < config_.watermarks.reserve) [[unlikely]] {
+    if (zone_free_.load(MemoryOrder::Relaxed) < config_.watermarks.reserve + zone_committed_.load(MemoryOrder::Relaxed))
+        [[unlikely]] {
       // The reserve is short (an emergency allocation took from it): refill
       // it first, rather than let the next ordinary allocation find this
       // frame in the cache.
@@ -167,7 +173,7 @@ class PhysicalMemory {
     while (total < out.size()) {
       FrameCount want = out.size() - total;
       want = want < 64 ? want : 64;
-      const FrameCount room = available_frames(allocator_.free_frames(), config_.watermarks);
+      const FrameCount room = room_locked(AllocFlags::None);
       want = want < room ? want : room;
       const FrameCount got = want == 0 ? 0 : allocator_.allocate_batch({pfns, want}, owner);
       for (FrameCount i = 0; i < got; ++i) {
@@ -214,6 +220,47 @@ class PhysicalMemory {
     ++full_drains_;
   }
 
+  // Promises `frames` frames to later AllocFlags::Committed allocations, so
+  // those cannot fail (SerenityOS's committed pages: a fork commits a frame
+  // for every page it makes copy-on-write). ENOMEM when the frames above the
+  // reserve and the existing commitments, caches drained, are too few.
+  Status commit(FrameCount frames) MM_EXCLUDES(zone_lock_) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      {
+        ZoneGuard zone(*this);
+        if (frames <= room_locked(AllocFlags::None)) {
+          committed_ += frames;
+          return Status::Ok;
+        }
+      }
+      if (attempt == 0) {
+        drain_all_caches();
+      }
+    }
+    return Status::OutOfMemory;
+  }
+
+  // Gives back commitments that will not be drawn on.
+  void uncommit(FrameCount frames) MM_EXCLUDES(zone_lock_) {
+    ZoneGuard zone(*this);
+    MM_ASSERT(frames <= committed_);
+    committed_ -= frames;
+  }
+
+  // Frees a block whose last reference the caller has already dropped
+  // (refcount 0): how a TLB batch frees the frames of an unmap once the
+  // stale translations are gone.
+  Status free_unreferenced(PhysAddr first, FrameCount count) MM_EXCLUDES(zone_lock_) {
+    if (!first.is_page_aligned() || !table_.contains(Pfn::containing(first))) {
+      return !first.is_page_aligned() ? Status::InvalidArgument : Status::BadAddress;
+    }
+    u32 expected = 0;
+    if (!table_[Pfn::containing(first)].refcount.compare_exchange_strong(expected, 1, MemoryOrder::AcqRel)) {
+      return Status::Busy;  // someone took a new reference: not ours to free
+    }
+    return count == 1 ? free_frame(first) : free_run(first, count);
+  }
+
   // Lock-free: reads the allocator's free count as of its last change.
   Pressure pressure() const { return pressure_for(zone_free_.load(MemoryOrder::Relaxed), config_.watermarks); }
 
@@ -232,6 +279,7 @@ class PhysicalMemory {
     s.free = allocator_.free_frames() + s.cached;
     s.reserved = table_.size() - s.total;
     s.reserve = config_.watermarks.reserve;
+    s.committed = committed_;
     s.pressure = pressure_for(allocator_.free_frames(), config_.watermarks);
     s.free_by_order = allocator_.free_blocks();
     s.allocations = allocations_;
@@ -254,6 +302,7 @@ class PhysicalMemory {
     }
     ~ZoneGuard() MM_RELEASE() {
       memory_.zone_free_.store(memory_.allocator_.free_frames(), MemoryOrder::Relaxed);
+      memory_.zone_committed_.store(memory_.committed_, MemoryOrder::Relaxed);
       memory_.zone_lock_.unlock();
     }
     ZoneGuard(const ZoneGuard&) = delete;
@@ -263,12 +312,26 @@ class PhysicalMemory {
     PhysicalMemory& memory_;
   };
 
-  Result<Pfn> allocate_cached(FrameOwner owner) MM_EXCLUDES(zone_lock_) {
+  // Frames an allocation with these flags may take from the allocator.
+  FrameCount room_locked(AllocFlags flags) const MM_REQUIRES(zone_lock_) {
+    const FrameCount free = allocator_.free_frames();
+    const FrameCount kept = has(flags, AllocFlags::Emergency) ? committed_
+                            : has(flags, AllocFlags::Committed) ? config_.watermarks.reserve
+                                                                : config_.watermarks.reserve + committed_;
+    return free > kept ? free - kept : 0;
+  }
+
+  Result<Pfn> allocate_cached(FrameOwner owner, AllocFlags flags) MM_EXCLUDES(zone_lock_) {
     {
       CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
       LockGuard guard(cache.lock);
       if (cache.empty()) {
         refill_locked(cache);
+      }
+      if (has(flags, AllocFlags::Committed) && !cache.empty()) {
+        ZoneGuard zone(*this);
+        MM_ASSERT(committed_ > 0);
+        --committed_;
       }
       if (!cache.empty()) {
         const Pfn pfn = cache.pop();
@@ -281,12 +344,12 @@ class PhysicalMemory {
     }
     // Nothing above the reserve: the allocator itself decides, after taking
     // back what other CPUs' caches hold (allocate_from_zone drains on failure).
-    return allocate_from_zone(FrameRequest{.owner = owner}, AllocFlags::None);
+    return allocate_from_zone(FrameRequest{.owner = owner}, flags);
   }
 
   void refill_locked(CpuFrameCache<Lock>& cache) MM_REQUIRES(cache.lock) MM_EXCLUDES(zone_lock_) {
     ZoneGuard zone(*this);
-    FrameCount want = available_frames(allocator_.free_frames(), config_.watermarks);
+    FrameCount want = room_locked(AllocFlags::None);
     want = want < config_.cache_batch ? want : config_.cache_batch;
     if (want == 0) {
       return;
@@ -317,13 +380,15 @@ class PhysicalMemory {
       {
         ZoneGuard zone(*this);
         const bool emergency = has(flags, AllocFlags::Emergency);
-        const FrameCount room = emergency ? allocator_.free_frames()
-                                          : available_frames(allocator_.free_frames(), config_.watermarks);
-        if (request.count <= room) {
+        if (request.count <= room_locked(flags)) {
           const Result<Pfn> pfn = allocator_.allocate(request);
           if (pfn.ok()) {
             ++allocations_;
             emergency_allocations_ += emergency ? 1 : 0;
+            if (has(flags, AllocFlags::Committed)) {
+              MM_ASSERT(committed_ >= request.count);
+              committed_ -= request.count;
+            }
             return pfn;
           }
           if (pfn.status() != Status::OutOfMemory) {
@@ -383,6 +448,8 @@ class PhysicalMemory {
   Lock zone_lock_;
   // The allocator's free count as of the last zone-lock release.
   Atomic<FrameCount> zone_free_{0};
+  Atomic<FrameCount> zone_committed_{0};
+  FrameCount committed_ MM_GUARDED_BY(zone_lock_) = 0;
   u64 allocations_ MM_GUARDED_BY(zone_lock_) = 0;
   u64 emergency_allocations_ MM_GUARDED_BY(zone_lock_) = 0;
   u64 failed_allocations_ MM_GUARDED_BY(zone_lock_) = 0;
