@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -19,9 +20,9 @@ class FramePool {
   explicit FramePool(mm::FrameCount frames, mm::Pfn base = mm::Pfn(0x100), mm::u32 cpus = 1,
                      bool with_ram = false)
       : storage_(frames),
-        ram_(with_ram ? frames * mm::kPageSize : 0),
+        ram_(with_ram ? static_cast<std::byte*>(std::aligned_alloc(mm::kPageSize, frames * mm::kPageSize)) : nullptr),
         table_(base, storage_),
-        platform_(ram_, base.address(), cpus) {}
+        platform_(std::span<std::byte>(ram_.get(), with_ram ? frames * mm::kPageSize : 0), base.address(), cpus) {}
 
   mm::FrameTable& table() { return table_; }
   HostPlatform& platform() { return platform_; }
@@ -30,8 +31,12 @@ class FramePool {
   std::byte* ram(mm::Pfn pfn) { return platform_.direct_map(pfn.address()); }
 
  private:
+  struct FreeRam {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+
   std::vector<mm::Frame> storage_;
-  std::vector<std::byte> ram_;
+  std::unique_ptr<std::byte, FreeRam> ram_;  // page-aligned, as a direct map is
   mm::FrameTable table_;
   HostPlatform platform_;
 };

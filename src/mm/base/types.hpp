@@ -58,6 +58,7 @@ class VirtAddr {
     return top == 0 || top == 0x1FFFF;
   }
   constexpr VirtAddr operator+(u64 offset) const { return VirtAddr(value_ + offset); }
+  constexpr VirtAddr operator-(u64 offset) const { return VirtAddr(value_ - offset); }
   constexpr auto operator<=>(const VirtAddr&) const = default;
 
  private:

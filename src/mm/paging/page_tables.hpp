@@ -6,8 +6,8 @@
 // through the platform's direct map, and stores entries only through
 // Platform::pte_store, so the emulator can trace and order every store.
 //
-// Each page-table page's Frame::owner_data counts its present entries, so
-// emptiness is known in O(1). A table that empties is unlinked from its parent
+// Each page-table page's Frame::owner_data counts its non-zero entries
+// (present, or parked for PROT_NONE), so emptiness is known in O(1). A table that empties is unlinked from its parent
 // and handed to the TLB batch, which frees it after the flush: until then a
 // paging-structure cache may still point at it.
 //
@@ -68,7 +68,7 @@ class PageTables {
     u64* top = table(root_);
     for (u64 i = 0; i < kKernelHalfFirstEntry; ++i) {
       const Pte entry(platform_.pte_load(&top[i]));
-      if (entry.present()) {
+      if (entry.mapped()) {
         free_subtree(entry.address(), 3, batch);
       }
     }
@@ -128,9 +128,9 @@ class PageTables {
     return Status::Ok;
   }
 
-  // Replaces each present leaf in [va, va + bytes) with
+  // Replaces each leaf (present or parked) in [va, va + bytes) with
   // change(page, old_leaf, size); an unchanged result leaves the entry alone,
-  // a changed one is stored and invalidated. Straddling large leaves are
+  // a changed one is stored and, if it was present, invalidated. Straddling large leaves are
   // split first. EINVAL / ENOMEM as for unmap.
   template <typename Change>
   Status update(VirtAddr va, u64 bytes, TlbBatch<P>& batch, Change&& change) {
@@ -154,12 +154,13 @@ class PageTables {
     return Status::Ok;
   }
 
-  // The translation of `va`, or ENOENT when nothing maps it.
+  // The translation of `va` (its leaf may be parked: check leaf.present()),
+  // or ENOENT when nothing maps it.
   Result<Translation> query(VirtAddr va) const {
     PhysAddr at = root_;
     for (int level = 4; level >= 1; --level) {
       const Pte entry(platform_.pte_load(&table(at)[table_index(va, level)]));
-      if (!entry.present()) {
+      if (!entry.mapped()) {
         return Status::NotFound;
       }
       if (entry.is_leaf(level)) {
@@ -177,7 +178,18 @@ class PageTables {
     return Status::NotFound;
   }
 
-  // Calls f(page, leaf, size) for each present leaf overlapping
+  // Fork's walk: for each leaf in [va, va + bytes), f(page, mine, theirs, size)
+  // may change `mine` (stored and invalidated here if it changes) and sets
+  // `theirs`, the leaf `child` gets at the same address (Pte(0) for none).
+  // Child tables are created as needed. ENOMEM stops the walk; what was done
+  // stays done, for the caller to undo.
+  template <typename F>
+  Status share_into(PageTables& child, VirtAddr va, u64 bytes, TlbBatch<P>& batch, F&& f) {
+    if (bytes == 0) return Status::Ok;
+    return share_walk(root_, child.root_, 4, VirtAddr(0), va, last_of(va, bytes), child, batch, f);
+  }
+
+  // Calls f(page, leaf, size) for each leaf (present or parked) overlapping
   // [va, va + bytes), in address order.
   template <typename F>
   void for_each_leaf(VirtAddr va, u64 bytes, F&& f) const {
@@ -232,10 +244,10 @@ class PageTables {
 
   // Stores an entry into a slot of the table at `at`, keeping its count.
   void store(PhysAddr at, u64* slot, Pte value) {
-    const bool was = Pte(platform_.pte_load(slot)).present();
+    const bool was = platform_.pte_load(slot) != 0;
     platform_.pte_store(slot, value.raw());
     u64& count = frame_of(at).owner_data;
-    count = count + (value.present() ? 1 : 0) - (was ? 1 : 0);
+    count = count + (value.raw() != 0 ? 1 : 0) - (was ? 1 : 0);
   }
 
   // Is some page of [va, va + size) mapped? A large leaf above counts.
@@ -243,14 +255,13 @@ class PageTables {
     PhysAddr at = root_;
     for (int level = 4; level > leaf_level(size); --level) {
       const Pte entry(platform_.pte_load(&table(at)[table_index(va, level)]));
-      if (!entry.present()) return false;
+      if (!entry.mapped()) return false;
       if (entry.is_leaf(level)) return true;
       at = entry.address();
     }
     // At the leaf level: the slot itself, or (for a large page over an
     // existing table) anything in the table below it.
-    const Pte entry(platform_.pte_load(&table(at)[table_index(va, leaf_level(size))]));
-    return entry.present();
+    return platform_.pte_load(&table(at)[table_index(va, leaf_level(size))]) != 0;
   }
 
   // The slot for `va` at `level`, creating tables on the way when asked.
@@ -260,7 +271,7 @@ class PageTables {
     for (int l = 4; l > level; --l) {
       u64* slot = &table(at)[table_index(va, l)];
       Pte entry(platform_.pte_load(slot));
-      if (!entry.present()) {
+      if (!entry.mapped()) {
         if (!create) return Status::NotFound;
         const PhysAddr child = MM_TRY(new_table());
         entry = Pte::table(child);
@@ -285,7 +296,7 @@ class PageTables {
     for (int level = 4; level > 1; --level) {
       u64* slot = &table(at)[table_index(edge, level)];
       Pte entry(platform_.pte_load(slot));
-      if (!entry.present()) return Status::Ok;
+      if (!entry.mapped()) return Status::Ok;
       if (entry.is_leaf(level)) {
         if ((edge.value() & (level_span(level) - 1)) == 0) return Status::Ok;
         entry = MM_TRY(split_leaf(at, slot, entry, level, VirtAddr(align_down(edge.value(), level_span(level))), batch));
@@ -341,12 +352,14 @@ class PageTables {
       if (start > last) break;
       u64* slot = &entries[i];
       const Pte entry(platform_.pte_load(slot));
-      if (!entry.present()) continue;
+      if (!entry.mapped()) continue;
       if (entry.is_leaf(level)) {
         const Pte replacement = visit(start, entry, level);
         if (replacement != entry) {
           store(at, slot, replacement);
-          batch.invalidate(start, entry.has(pte::kGlobal));
+          if (entry.present()) {  // a parked entry was never in a TLB
+            batch.invalidate(start, entry.has(pte::kGlobal));
+          }
         }
         continue;
       }
@@ -361,13 +374,48 @@ class PageTables {
   }
 
   template <typename F>
+  Status share_walk(PhysAddr at, PhysAddr child_at, int level, VirtAddr base, VirtAddr lo, VirtAddr last,
+                    PageTables& child, TlbBatch<P>& batch, F& f) {
+    u64* entries = table(at);
+    u64* child_entries = table(child_at);
+    for (u64 i = first_index(base, level, lo); i < kEntriesPerTable; ++i) {
+      const VirtAddr start = entry_start(base, level, i);
+      if (start > last) break;
+      u64* slot = &entries[i];
+      const Pte entry(platform_.pte_load(slot));
+      if (!entry.mapped()) continue;
+      if (entry.is_leaf(level)) {
+        Pte mine = entry;
+        Pte theirs;
+        f(start, mine, theirs, size_at_level(level));
+        if (mine != entry) {
+          store(at, slot, mine);
+          if (entry.present()) batch.invalidate(start, entry.has(pte::kGlobal));
+        }
+        if (theirs.raw() != 0) {
+          child.store(child_at, &child_entries[i], theirs);
+        }
+        continue;
+      }
+      Pte child_entry(platform_.pte_load(&child_entries[i]));
+      if (!child_entry.mapped()) {
+        const PhysAddr fresh = MM_TRY(child.new_table());
+        child_entry = Pte::table(fresh);
+        child.store(child_at, &child_entries[i], child_entry);
+      }
+      MM_TRY(share_walk(entry.address(), child_entry.address(), level - 1, start, lo, last, child, batch, f));
+    }
+    return Status::Ok;
+  }
+
+  template <typename F>
   void visit(PhysAddr at, int level, VirtAddr base, VirtAddr lo, VirtAddr last, F& f) const {
     const u64* entries = table(at);
     for (u64 i = first_index(base, level, lo); i < kEntriesPerTable; ++i) {
       const VirtAddr start = entry_start(base, level, i);
       if (start > last) break;
       const Pte entry(platform_.pte_load(&entries[i]));
-      if (!entry.present()) continue;
+      if (!entry.mapped()) continue;
       if (entry.is_leaf(level)) {
         f(start, entry, size_at_level(level));
       } else {
@@ -380,7 +428,7 @@ class PageTables {
     u64* entries = table(at);
     for (u64 i = 0; i < kEntriesPerTable; ++i) {
       const Pte entry(platform_.pte_load(&entries[i]));
-      if (!entry.present()) continue;
+      if (!entry.mapped()) continue;
       MM_ASSERT(!entry.is_leaf(level));  // the caller unmapped every leaf
       free_subtree(entry.address(), level - 1, batch);
     }

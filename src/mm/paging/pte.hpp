@@ -40,15 +40,16 @@ inline constexpr u64 kHuge = u64{1} << 7;        // PS: a 2 MiB or 1 GiB leaf in
 inline constexpr u64 kGlobal = u64{1} << 8;
 inline constexpr u64 kPatLarge = u64{1} << 12;   // PAT bit of a 2 MiB or 1 GiB leaf
 inline constexpr u64 kNoExecute = u64{1} << 63;
-// Bits 9-11 are the software's. pagelab uses one:
+// Bits 9-11 are the software's. pagelab uses two:
 inline constexpr u64 kCopyOnWrite = u64{1} << 9;  // read-only because the frame is shared copy-on-write
+inline constexpr u64 kParked = u64{1} << 10;      // with P = 0: a PROT_NONE page that keeps its frame
 
 // Frame address bits: 51..12 of a table pointer or 4 KiB leaf; a large leaf
 // is aligned further (bits 20..13 or 29..13 reserved, SDM table 4-17/4-15).
 inline constexpr u64 kAddressMask = 0x000FFFFFFFFFF000;
 // The attribute bits a leaf carries, whatever its size.
-inline constexpr u64 kLeafAttributes =
-    kPresent | kWritable | kUser | kWriteThrough | kCacheDisable | kAccessed | kDirty | kGlobal | kNoExecute | kCopyOnWrite;
+inline constexpr u64 kLeafAttributes = kPresent | kWritable | kUser | kWriteThrough | kCacheDisable | kAccessed |
+                                       kDirty | kGlobal | kNoExecute | kCopyOnWrite | kParked;
 }  // namespace pte
 
 // One entry, as a value. Stores go through the platform (Platform::pte_store).
@@ -58,8 +59,11 @@ class Pte {
   constexpr explicit Pte(u64 raw) : raw_(raw) {}
 
   // A leaf mapping `frame` with `attributes` (pte::k* bits) at `size`.
+  // With pte::kParked in `attributes` the leaf is parked: not present (any
+  // access faults) but still holding its frame, for PROT_NONE.
   static constexpr Pte leaf(PhysAddr frame, u64 attributes, PageSize size) {
-    u64 raw = (frame.value() & pte::kAddressMask) | (attributes & pte::kLeafAttributes) | pte::kPresent;
+    u64 raw = (frame.value() & pte::kAddressMask) | (attributes & pte::kLeafAttributes);
+    raw = (attributes & pte::kParked) ? raw & ~pte::kPresent : raw | pte::kPresent;
     if (size != PageSize::Size4K) raw |= pte::kHuge;
     return Pte(raw);
   }
@@ -76,9 +80,13 @@ class Pte {
   constexpr bool huge() const { return raw_ & pte::kHuge; }
   constexpr bool no_execute() const { return raw_ & pte::kNoExecute; }
   constexpr bool copy_on_write() const { return raw_ & pte::kCopyOnWrite; }
+  constexpr bool parked() const { return !present() && (raw_ & pte::kParked); }
+  // Present, or parked: either way the entry holds a frame.
+  constexpr bool mapped() const { return present() || parked(); }
   constexpr bool has(u64 bits) const { return (raw_ & bits) == bits; }
-  // Is this entry a leaf at `level` (a 4 KiB PTE, or a PS entry in a PD/PDPT)?
-  constexpr bool is_leaf(int level) const { return present() && (level == 1 || huge()); }
+  // Is this entry a leaf at `level` (a 4 KiB PTE, or a PS entry in a PD/PDPT),
+  // present or parked?
+  constexpr bool is_leaf(int level) const { return mapped() && (level == 1 || huge()); }
   // The frame or table it points to. For a large leaf, the PAT bit is excluded.
   constexpr PhysAddr address(int level = 1) const {
     const u64 mask = level == 1 ? pte::kAddressMask : pte::kAddressMask & ~(level_span(level) - 1);

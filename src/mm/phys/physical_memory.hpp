@@ -29,7 +29,7 @@ enum class AllocFlags : u8 {
   None = 0,
   Zero = 1 << 0,       // the frames are zero-filled before they are returned
   Emergency = 1 << 1,  // may take frames from the emergency reserve
-  Committed = 1 << 2,  // draws on a commitment made with commit(): cannot fail
+  Committed = 1 << 2,  // may draw on a commitment made with commit(), and uses one up if it does
 };
 constexpr AllocFlags operator|(AllocFlags a, AllocFlags b) {
   return static_cast<AllocFlags>(static_cast<u8>(a) | static_cast<u8>(b));
@@ -87,15 +87,14 @@ class PhysicalMemory {
 
   // One frame, through this CPU's cache. ENOMEM when even a drain of every
   // cache leaves nothing above the reserve and the commitments. With
-  // AllocFlags::Emergency the cache is bypassed and the reserve may be used;
-  // with AllocFlags::Committed the frame is one promised by commit(), and the
-  // call cannot fail.
+  // AllocFlags::Emergency the cache is bypassed and the reserve may be used.
+  // With AllocFlags::Committed the frame uses up one commitment, if any is
+  // outstanding: while one is, the call cannot fail.
   Result<PhysAddr> allocate_frame(FrameOwner owner, AllocFlags flags = AllocFlags::None)
       MM_EXCLUDES(zone_lock_) {
     Result<Pfn> pfn = has(flags, AllocFlags::Emergency) ? allocate_from_zone(FrameRequest{.owner = owner}, flags)
                                                         : allocate_cached(owner, flags);
     if (!pfn.ok()) {
-      MM_ASSERT(!has(flags, AllocFlags::Committed));  // a commitment is a promise
       return pfn.status();
     }
     return finish_allocation(pfn.value(), 1, flags);
@@ -315,9 +314,10 @@ class PhysicalMemory {
   // Frames an allocation with these flags may take from the allocator.
   FrameCount room_locked(AllocFlags flags) const MM_REQUIRES(zone_lock_) {
     const FrameCount free = allocator_.free_frames();
+    const bool draws_commitment = has(flags, AllocFlags::Committed) && committed_ > 0;
     const FrameCount kept = has(flags, AllocFlags::Emergency) ? committed_
-                            : has(flags, AllocFlags::Committed) ? config_.watermarks.reserve
-                                                                : config_.watermarks.reserve + committed_;
+                            : draws_commitment               ? config_.watermarks.reserve
+                                                             : config_.watermarks.reserve + committed_;
     return free > kept ? free - kept : 0;
   }
 
@@ -330,8 +330,7 @@ class PhysicalMemory {
       }
       if (has(flags, AllocFlags::Committed) && !cache.empty()) {
         ZoneGuard zone(*this);
-        MM_ASSERT(committed_ > 0);
-        --committed_;
+        committed_ -= committed_ > 0 ? 1 : 0;
       }
       if (!cache.empty()) {
         const Pfn pfn = cache.pop();
@@ -386,8 +385,7 @@ class PhysicalMemory {
             ++allocations_;
             emergency_allocations_ += emergency ? 1 : 0;
             if (has(flags, AllocFlags::Committed)) {
-              MM_ASSERT(committed_ >= request.count);
-              committed_ -= request.count;
+              committed_ -= committed_ >= request.count ? request.count : committed_;
             }
             return pfn;
           }

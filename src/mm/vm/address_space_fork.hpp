@@ -1,0 +1,102 @@
+// AddressSpace: fork and destroy. Included by address_space.hpp.
+#pragma once
+
+#include "mm/vm/address_space.hpp"
+
+namespace mm {
+
+template <Platform P>
+Status AddressSpace<P>::fork(AddressSpace& child) {
+  LockGuard guard(lock_);
+  LockGuard child_guard(child.lock_);  // the child is new: no one else can hold its lock
+  MM_ASSERT(child.live_ && child.regions_.empty());
+
+  // 1. Commit a frame for every frame that becomes copy-on-write, so a
+  //    later write fault in either space can always copy.
+  FrameCount to_share = 0;
+  for (const Region* r = regions_.first(); r != nullptr; r = regions_.next(r)) {
+    if (r->kind == RegionKind::Physical || r->kind == RegionKind::Guard || r->fork != ForkPolicy::Private) continue;
+    tables_.for_each_leaf(r->base, r->size, [&](VirtAddr, Pte leaf, PageSize) {
+      to_share += leaf.address() != vm_.zero_frame() ? 1 : 0;
+    });
+  }
+  MM_TRY(vm_.memory().commit(to_share));
+
+  // 2. The child's regions: copies of ours.
+  for (const Region* r = regions_.first(); r != nullptr; r = regions_.next(r)) {
+    const Result<Region*> copy = vm_.new_region();
+    if (!copy.ok()) {
+      while (Region* c = child.regions_.first()) {
+        child.regions_.erase(c);
+        vm_.free_region(c);
+      }
+      vm_.memory().uncommit(to_share);
+      return Status::OutOfMemory;
+    }
+    Region* c = copy.value();
+    c->base = r->base;
+    c->size = r->size;
+    c->prot = r->prot;
+    c->kind = r->kind;
+    c->fork = r->fork;
+    c->physical = r->physical;
+    c->pins = 0;  // pins belong to the space that pinned
+    child.regions_.insert(c);
+  }
+
+  // 3. The page tables, region by region.
+  Batch batch(vm_.platform(), vm_.memory());
+  FrameCount shared = 0;
+  Status status = Status::Ok;
+  for (const Region* r = regions_.first(); r != nullptr && status == Status::Ok; r = regions_.next(r)) {
+    if (r->kind == RegionKind::Guard) continue;
+    status = tables_.share_into(child.tables_, r->base, r->size, batch, [&](VirtAddr, Pte& mine, Pte& theirs, PageSize size) {
+      const PhysAddr frame = mine.address(leaf_level(size));
+      if (r->kind == RegionKind::Physical || frame == vm_.zero_frame()) {
+        theirs = mine;
+        return;
+      }
+      Frame& f = frame_of(frame);
+      f.refcount.fetch_add(1, MemoryOrder::Relaxed);
+      if (r->fork == ForkPolicy::Private) {
+        mine = mine.without(pte::kWritable).with(pte::kCopyOnWrite);
+        f.owner = FrameOwner::CowShared;
+        ++shared;
+      }
+      theirs = mine;
+    });
+  }
+  batch.flush();
+  if (status != Status::Ok) {
+    // Out of page-table frames: undo the child (which releases its
+    // references and their commitments); our pages stay write-protected,
+    // and a write to them will find the frame unshared again.
+    Batch undo(vm_.platform(), vm_.memory());
+    while (Region* c = child.regions_.first()) {
+      child.remove_region_locked(c, undo);
+    }
+    undo.flush();
+    vm_.memory().uncommit(to_share - shared);
+    return status;
+  }
+  MM_ASSERT(shared == to_share);
+  return Status::Ok;
+}
+
+template <Platform P>
+void AddressSpace<P>::destroy() {
+  if (!live_) return;
+  {
+    LockGuard guard(lock_);
+    Batch batch(vm_.platform(), vm_.memory());
+    while (Region* r = regions_.first()) {
+      remove_region_locked(r, batch);
+    }
+    tables_.destroy(batch);
+    batch.flush();
+    live_ = false;
+  }
+  vm_.count_space(false);
+}
+
+}  // namespace mm
