@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -22,7 +23,11 @@ class FramePool {
       : storage_(frames),
         ram_(with_ram ? static_cast<std::byte*>(std::aligned_alloc(mm::kPageSize, frames * mm::kPageSize)) : nullptr),
         table_(base, storage_),
-        platform_(std::span<std::byte>(ram_.get(), with_ram ? frames * mm::kPageSize : 0), base.address(), cpus) {}
+        platform_(std::span<std::byte>(ram_.get(), with_ram ? frames * mm::kPageSize : 0), base.address(), cpus) {
+    if (ram_) {
+      std::memset(ram_.get(), 0, frames * mm::kPageSize);  // RAM starts as zeros, so tests are repeatable
+    }
+  }
 
   mm::FrameTable& table() { return table_; }
   HostPlatform& platform() { return platform_; }
