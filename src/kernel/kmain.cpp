@@ -21,6 +21,7 @@
 #include "selftest/selftest.hpp"
 #include "smp/cpu_local.hpp"
 #include "smp/smp.hpp"
+#include "user/user_mode.hpp"
 
 namespace kernel {
 namespace {
@@ -58,6 +59,9 @@ extern "C" [[noreturn]] void kmain(mm::u32 multiboot_magic, mm::u32 multiboot_in
   }
   if (!memory_init(info, options, kernel_memory)) {
     fail_boot("physical memory could not be set up");
+  }
+  if (!vm_init()) {
+    fail_boot("virtual memory could not be set up");
   }
 
   lapic_init_cpu();

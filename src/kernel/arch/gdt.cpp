@@ -23,12 +23,14 @@ struct [[gnu::packed]] DescriptorPointer {
 };
 
 constexpr mm::u64 kIstStackSize = 8192;
+constexpr mm::u64 kTrapStackSize = 16384;
 
 struct alignas(16) CpuTables {
   mm::u64 gdt[7];  // null, kcode, kdata, udata, ucode, TSS (two slots)
   Tss tss;
   alignas(16) mm::u8 double_fault_stack[kIstStackSize];
   alignas(16) mm::u8 nmi_stack[kIstStackSize];
+  alignas(16) mm::u8 trap_stack[kTrapStackSize];  // RSP0: where a trap from ring 3 lands
 };
 
 CpuTables tables[mm::kMaxCpus];
@@ -45,6 +47,7 @@ void gdt_init_cpu(mm::u32 cpu) {
   t.tss = Tss{};
   t.tss.ist[kIstDoubleFault - 1] = reinterpret_cast<mm::u64>(t.double_fault_stack + kIstStackSize);
   t.tss.ist[kIstNmi - 1] = reinterpret_cast<mm::u64>(t.nmi_stack + kIstStackSize);
+  t.tss.rsp[0] = reinterpret_cast<mm::u64>(t.trap_stack + kTrapStackSize);
   t.tss.iomap_base = sizeof(Tss);
   const mm::u64 base = reinterpret_cast<mm::u64>(&t.tss);
   const mm::u64 limit = sizeof(Tss) - 1;

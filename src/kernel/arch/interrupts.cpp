@@ -39,7 +39,9 @@ const char* const kExceptionNames[32] = {
     "reserved 24", "reserved 25", "reserved 26", "reserved 27", "#HV hypervisor injection",
     "#VC VMM communication", "#SX security", "reserved 31"};
 
-[[noreturn]] void fatal_exception(const InterruptFrame& f) {
+}  // namespace
+
+void fatal_exception(const InterruptFrame& f) {
   x86::disable_interrupts();
   const char* name = f.vector < 32 ? kExceptionNames[f.vector] : "unexpected interrupt";
   kprintf("\nFATAL: CPU %u: exception %lu (%s), error code 0x%lx\n", current_cpu_index(), f.vector, name,
@@ -50,8 +52,6 @@ const char* const kExceptionNames[32] = {
   kprintf("  RSI %016lx RDI %016lx RBP %016lx\n", f.rsi, f.rdi, f.rbp);
   qemu_exit(ExitCode::Panic);
 }
-
-}  // namespace
 
 extern "C" void interrupt_dispatch(InterruptFrame* frame) {
   const InterruptHandler handler = handlers[frame->vector & 0xFF];

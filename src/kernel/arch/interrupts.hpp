@@ -27,5 +27,7 @@ void idt_load();
 // Routes `vector` to `handler`. An exception without a handler is fatal:
 // it is printed (vector, error code, RIP, CR2) and QEMU exits with a failure.
 void set_interrupt_handler(mm::u8 vector, InterruptHandler handler);
+// Prints the exception and fails the boot.
+[[noreturn]] void fatal_exception(const InterruptFrame& frame);
 
 }  // namespace kernel

@@ -21,6 +21,7 @@ SelfTestSummary run_self_tests() {
   SelfTestSummary summary;
   run_suite(kPmmSelfTests, kPmmSelfTestCount, summary);
   run_suite(kSmpSelfTests, kSmpSelfTestCount, summary);
+  run_suite(kVmSelfTests, kVmSelfTestCount, summary);
   return summary;
 }
 

@@ -20,6 +20,8 @@ extern const SelfTestCase kPmmSelfTests[];
 extern const mm::usize kPmmSelfTestCount;
 extern const SelfTestCase kSmpSelfTests[];
 extern const mm::usize kSmpSelfTestCount;
+extern const SelfTestCase kVmSelfTests[];
+extern const mm::usize kVmSelfTestCount;
 
 struct SelfTestSummary {
   mm::u32 passed = 0;

@@ -14,6 +14,7 @@ struct CpuLocal {
   mm::u32 apic_id;
   mm::Atomic<mm::u32> online{0};
   mm::Atomic<mm::u64> test_ipis{0};  // IPIs of kVectorTestIpi received
+  void* user_run = nullptr;           // the ring-3 program this CPU runs (user/user_mode.hpp), or null
 };
 
 inline CpuLocal cpu_locals[mm::kMaxCpus];

@@ -59,6 +59,10 @@ class PageTables {
     return Status::Ok;
   }
 
+  // Wraps a tree built elsewhere (the kernel's boot page tables), to serve as
+  // the kernel half new spaces copy. It is never destroyed through this object.
+  void adopt(PhysAddr root) { root_ = root; }
+
   // Frees the tables of the lower half and the root, through the batch.
   // Every lower-half leaf must have been unmapped first.
   void destroy(TlbBatch<P>& batch) {
