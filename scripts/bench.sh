@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the physical-memory benchmarks (build/bin/pagelab-bench) and writes
+# Runs the benchmarks (build/bin/pagelab-bench) and writes
 # their results into docs/BENCHMARKS.md (between <!-- bench:begin --> and
 # <!-- bench:end -->) and as Google Benchmark JSON (docs/bench/latest.json).
 #

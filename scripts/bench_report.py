@@ -33,15 +33,21 @@ from pathlib import Path
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 
-# The issue's targets, in ns per iteration (one alloc+free pair or one
-# contiguous run allocated and freed). Compared against CPU time per
-# iteration, which for /threads:N rows is per thread.
+# The issues' targets, in ns per iteration (one alloc+free pair, one
+# contiguous run allocated and freed, one map+unmap round trip, one fault, one
+# fork). Compared against CPU time per iteration, which for /threads:N rows is
+# per thread.
 TARGETS_NS: list[tuple[re.Pattern[str], float, str]] = [
+    # Physical memory.
     (re.compile(r"^BM_PerCpuCache_AllocFree(/threads:\d+)?$"), 10.0, "per-CPU cache alloc+free pair"),
     (re.compile(r"^BM_Buddy_AllocFree/0$"), 40.0, "buddy order-0 pair"),
     (re.compile(r"^BM_Buddy_AllocFree/3$"), 50.0, "buddy order-3 pair"),
     (re.compile(r"^BM_Buddy_AllocFree/9$"), 60.0, "buddy order-9 pair"),
     (re.compile(r"^BM_Bitmap_AllocContig/512$"), 1000.0, "bitmap 512-frame run"),
+    # Virtual memory.
+    (re.compile(r"^BM_Map_Unmap/1$"), 100.0, "map+unmap of one 4 KiB page"),
+    (re.compile(r"^BM_DemandZeroFault$"), 250.0, "demand-zero fault resolved, zeroing included"),
+    (re.compile(r"^BM_Fork/1000$"), 50_000.0, "fork of a 1,000-page space"),
 ]
 
 NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}

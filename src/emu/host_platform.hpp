@@ -42,13 +42,20 @@ class MM_CAPABILITY("spinlock") HostSpinLock {
 };
 
 // Counts of what the core asked of the (absent) MMU and interrupt controller.
+// Bumped with a relaxed load and store, not a locked add: they sit on the
+// page-table hot path, and a hosted count should not cost what the kernel's
+// plain store does not. Exact on one thread; under concurrency a count may
+// lose increments (race-free, only approximate).
 struct HostPlatformCounters {
   std::atomic<u64> page_invalidations{0};
   std::atomic<u64> pcid_flushes{0};
   std::atomic<u64> full_flushes{0};
   std::atomic<u64> cr3_loads{0};
   std::atomic<u64> ipis_sent{0};  // one per target CPU
-  std::atomic<u64> pte_stores{0};
+
+  static void bump(std::atomic<u64>& counter, u64 by = 1) {
+    counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+  }
 };
 
 namespace detail {
@@ -82,25 +89,19 @@ class HostPlatform {
   }
   u32 cpu_count() const { return cpus_; }
 
-  void invalidate_page(mm::VirtAddr) { counters_.page_invalidations.fetch_add(1, std::memory_order_relaxed); }
-  void flush_pcid(mm::Pcid) { counters_.pcid_flushes.fetch_add(1, std::memory_order_relaxed); }
-  void flush_all() { counters_.full_flushes.fetch_add(1, std::memory_order_relaxed); }
-  void load_address_space(mm::PhysAddr, mm::Pcid, mm::CrFlush) {
-    counters_.cr3_loads.fetch_add(1, std::memory_order_relaxed);
-  }
+  void invalidate_page(mm::VirtAddr) { HostPlatformCounters::bump(counters_.page_invalidations); }
+  void flush_pcid(mm::Pcid) { HostPlatformCounters::bump(counters_.pcid_flushes); }
+  void flush_all() { HostPlatformCounters::bump(counters_.full_flushes); }
+  void load_address_space(mm::PhysAddr, mm::Pcid, mm::CrFlush) { HostPlatformCounters::bump(counters_.cr3_loads); }
 
   u64 pte_load(const u64* entry) { return std::atomic_ref<const u64>(*entry).load(std::memory_order_acquire); }
-  void pte_store(u64* entry, u64 value) {
-    counters_.pte_stores.fetch_add(1, std::memory_order_relaxed);
-    std::atomic_ref<u64>(*entry).store(value, std::memory_order_release);
-  }
+  void pte_store(u64* entry, u64 value) { std::atomic_ref<u64>(*entry).store(value, std::memory_order_release); }
   bool pte_compare_exchange(u64* entry, u64& expected, u64 desired) {
     return std::atomic_ref<u64>(*entry).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
   }
 
   void send_ipi(mm::CpuSet targets) {
-    counters_.ipis_sent.fetch_add(static_cast<u64>(__builtin_popcountll(targets.bits())),
-                                  std::memory_order_relaxed);
+    HostPlatformCounters::bump(counters_.ipis_sent, static_cast<u64>(__builtin_popcountll(targets.bits())));
   }
   void relax() { __builtin_ia32_pause(); }
   // Warnings and errors go to stderr; debug and info are dropped.

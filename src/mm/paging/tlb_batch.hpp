@@ -53,7 +53,7 @@ class [[nodiscard]] TlbBatch {
       full_ = true;
       return;
     }
-    pages_[page_count_++] = VirtAddr(align_down(address.value(), kPageSize));
+    pages_[page_count_++] = align_down(address.value(), kPageSize);
   }
 
   // Everything may be stale (a top-level entry changed, or the caller knows
@@ -70,7 +70,7 @@ class [[nodiscard]] TlbBatch {
     if (free_count_ == kMaxDeferredFrees) {
       flush();
     }
-    frees_[free_count_++] = Deferred{first, count};
+    frees_[free_count_++] = Deferred{first.value(), count};
   }
 
   bool empty() const { return page_count_ == 0 && !full_ && free_count_ == 0; }
@@ -86,7 +86,7 @@ class [[nodiscard]] TlbBatch {
       ++stats_.full_flushes;
     } else {
       for (u32 i = 0; i < page_count_; ++i) {
-        platform_.invalidate_page(pages_[i]);
+        platform_.invalidate_page(VirtAddr(pages_[i]));
       }
       stats_.pages_invalidated += page_count_;
     }
@@ -94,7 +94,7 @@ class [[nodiscard]] TlbBatch {
       ++stats_.flushes;
     }
     for (u32 i = 0; i < free_count_; ++i) {
-      const Status freed = memory_.free_unreferenced(frees_[i].first, frees_[i].count);
+      const Status freed = memory_.free_unreferenced(PhysAddr(frees_[i].first), frees_[i].count);
       MM_ASSERT(freed == Status::Ok);
       stats_.frames_freed += frees_[i].count;
     }
@@ -107,8 +107,10 @@ class [[nodiscard]] TlbBatch {
   const TlbBatchStats& stats() const { return stats_; }
 
  private:
+  // Raw integers, not VirtAddr/PhysAddr: those zero-initialize, and a batch
+  // is built on every fault and map; only the used prefix is ever read.
   struct Deferred {
-    PhysAddr first;
+    u64 first;
     FrameCount count;
   };
 
@@ -116,7 +118,7 @@ class [[nodiscard]] TlbBatch {
   PhysicalMemory<P>& memory_;
   Pcid pcid_;
   u32 threshold_;
-  VirtAddr pages_[kMaxPages];
+  u64 pages_[kMaxPages];
   u32 page_count_ = 0;
   bool full_ = false;
   bool global_ = false;

@@ -174,6 +174,8 @@ class AddressSpace {
   void isolate_locked(VirtAddr lo, VirtAddr hi, Spares& spares) MM_REQUIRES(lock_);
   Region* split_locked(Region* region, VirtAddr at, Spares& spares) MM_REQUIRES(lock_);
   void merge_around_locked(Region* region) MM_REQUIRES(lock_);
+  // Merges every compatible pair of neighbours from just before `lo` to just past `hi`.
+  void merge_range_locked(VirtAddr lo, VirtAddr hi) MM_REQUIRES(lock_);
   // Removes every region in [lo, hi) and releases its pages. Needs two spares.
   void unmap_range_locked(VirtAddr lo, VirtAddr hi, Spares& spares, Batch& batch) MM_REQUIRES(lock_);
   void remove_region_locked(Region* region, Batch& batch) MM_REQUIRES(lock_);

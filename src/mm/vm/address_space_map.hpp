@@ -130,18 +130,15 @@ Status AddressSpace<P>::protect(VirtAddr address, u64 length, Prot prot) {
   MM_TRY(spares.reserve(2));
   Batch batch(vm_.platform(), vm_.memory());
   isolate_locked(address, hi, spares);
-  for (Region* r = regions_.find(address); r != nullptr && r->base < hi;) {
+  for (Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {
     r->prot = prot;
     const Status updated = tables_.update(r->base, r->size, batch, [&](VirtAddr, Pte old, PageSize size) {
-      MM_ASSERT(size == PageSize::Size4K || r->kind == RegionKind::Physical);
-      const Pte fresh = leaf_for(*r, old.address(leaf_level(size)), old.raw() & (pte::kAccessed | pte::kDirty | pte::kCopyOnWrite));
-      return size == PageSize::Size4K ? fresh : Pte::leaf(fresh.address(), fresh.attributes(), size);
+      MM_ASSERT(size == PageSize::Size4K);  // the space maps everything in 4 KiB pages
+      return leaf_for(*r, old.address(), old.raw() & (pte::kAccessed | pte::kDirty | pte::kCopyOnWrite));
     });
     MM_ASSERT(updated == Status::Ok);  // region edges are page-aligned: no split can be needed
-    Region* next = regions_.next(r);
-    merge_around_locked(r);
-    r = next;
   }
+  merge_range_locked(address, hi);
   batch.flush();
   return Status::Ok;
 }
@@ -178,12 +175,10 @@ Status AddressSpace<P>::unpin(VirtAddr address, u64 length) {
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
   isolate_locked(address, hi, spares);
-  for (Region* r = regions_.find(address); r != nullptr && r->base < hi;) {
+  for (Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {
     --r->pins;
-    Region* next = regions_.next(r);
-    merge_around_locked(r);
-    r = next;
   }
+  merge_range_locked(address, hi);
   return Status::Ok;
 }
 
@@ -225,6 +220,26 @@ void AddressSpace<P>::merge_around_locked(Region* region) {
     prev->size += region->size;
     regions_.erase(region);
     vm_.free_region(region);
+  }
+}
+
+template <Platform P>
+void AddressSpace<P>::merge_range_locked(VirtAddr lo, VirtAddr hi) {
+  // From the region before the range to the one just past it: each region
+  // absorbs its successors while they are compatible.
+  Region* r = regions_.first_ending_after(lo);
+  if (r != nullptr && regions_.prev(r) != nullptr) {
+    r = regions_.prev(r);
+  }
+  while (r != nullptr && r->base <= hi) {
+    Region* next = regions_.next(r);
+    if (next != nullptr && r->can_merge_with(*next)) {
+      r->size += next->size;
+      regions_.erase(next);
+      vm_.free_region(next);
+      continue;
+    }
+    r = next;
   }
 }
 
