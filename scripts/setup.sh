@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ binutils python3
-  libgtest-dev libbenchmark-dev libspdlog-dev libboost-dev
+  libgtest-dev libbenchmark-dev libspdlog-dev libboost-dev libcli11-dev nlohmann-json3-dev
   qemu-system-x86
 )
 
