@@ -1,0 +1,162 @@
+#include "emu/sched/scheduler.hpp"
+
+#include <algorithm>
+#include <mutex>
+
+namespace pagelab::emu {
+
+namespace {
+constexpr std::uint32_t kStoppedTurn = ~std::uint32_t{0} - 1;
+std::mutex start_mutex;  // guards the entry phase of every scheduler (rare, short)
+}  // namespace
+
+std::optional<Strategy> Strategy::parse(const std::string& text, std::string& error) {
+  if (text == "random") {
+    return Strategy{Kind::Random, 0};
+  }
+  if (text.rfind("pct:", 0) == 0) {
+    const std::string digits = text.substr(4);
+    if (!digits.empty() && digits.size() <= 3 && std::all_of(digits.begin(), digits.end(), ::isdigit)) {
+      const auto depth = static_cast<std::uint32_t>(std::stoul(digits));
+      if (depth >= 1) return Strategy{Kind::Pct, depth};
+    }
+  }
+  error = "unknown strategy '" + text + "': expected 'random' or 'pct:D' with a depth D from 1 to 999";
+  return std::nullopt;
+}
+
+std::string Strategy::name() const {
+  return kind == Kind::Random ? "random" : "pct:" + std::to_string(depth);
+}
+
+Scheduler::Scheduler(std::uint32_t cpus, Options options)
+    : cpus_(cpus), options_(std::move(options)), runnable_(cpus, true), spinning_(cpus, false),
+      rng_state_(options_.seed ^ 0x6A09E667F3BCC909ull) {
+  if (options_.strategy.kind == Strategy::Kind::Pct) {
+    // Distinct initial priorities d .. d+n-1 in a random order; change
+    // points at d-1 random steps, where the running CPU drops to 1 .. d-1.
+    const std::uint64_t d = options_.strategy.depth;
+    priority_.resize(cpus);
+    for (std::uint32_t i = 0; i < cpus; ++i) priority_[i] = d + i;
+    for (std::uint32_t i = cpus; i > 1; --i) std::swap(priority_[i - 1], priority_[next_random() % i]);
+    const std::uint64_t horizon = options_.pct_horizon > 0 ? options_.pct_horizon : 1;
+    for (std::uint64_t i = 1; i < d; ++i) change_points_.push_back(1 + next_random() % horizon);
+  }
+}
+
+std::uint64_t Scheduler::next_random() {
+  std::uint64_t z = (rng_state_ += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+void Scheduler::enter(std::uint32_t cpu) {
+  if (!options_.deterministic) return;
+  {
+    std::lock_guard<std::mutex> guard(start_mutex);
+    if (++entered_ == cpus_) {
+      // Everyone is here: the first choice starts the run.
+      const std::uint32_t first = choose(kNobody, Wait::Progress);
+      if (!stopped()) {
+        turn_.store(first, std::memory_order_release);
+        turn_.notify_all();
+      }
+    }
+  }
+  wait_for_turn(cpu);
+}
+
+void Scheduler::point(std::uint32_t cpu, Wait wait) {
+  if (!options_.deterministic || stopped()) return;
+  spinning_[cpu] = wait == Wait::Spinning;
+  const std::uint32_t next = choose(cpu, wait);
+  if (stopped()) return;
+  if (next != cpu) {
+    hand_over(cpu, next);
+    wait_for_turn(cpu);
+  }
+}
+
+void Scheduler::exit(std::uint32_t cpu) {
+  if (!options_.deterministic || stopped()) return;
+  runnable_[cpu] = false;
+  spinning_[cpu] = false;
+  if (std::none_of(runnable_.begin(), runnable_.end(), [](bool r) { return r; })) {
+    turn_.store(kNobody, std::memory_order_release);
+    return;
+  }
+  const std::uint32_t next = choose(cpu, Wait::Progress);
+  if (!stopped()) hand_over(cpu, next);
+}
+
+void Scheduler::stop() {
+  stopped_.store(true, std::memory_order_release);
+  turn_.store(kStoppedTurn, std::memory_order_release);
+  turn_.notify_all();
+}
+
+void Scheduler::hand_over(std::uint32_t, std::uint32_t to) {
+  turn_.store(to, std::memory_order_release);
+  turn_.notify_all();
+}
+
+void Scheduler::wait_for_turn(std::uint32_t cpu) {
+  for (std::uint32_t seen = turn_.load(std::memory_order_acquire); seen != cpu;
+       seen = turn_.load(std::memory_order_acquire)) {
+    if (stopped()) return;
+    turn_.wait(seen, std::memory_order_acquire);
+  }
+}
+
+std::uint32_t Scheduler::choose(std::uint32_t current, Wait) {
+  const std::uint64_t step = step_.fetch_add(1, std::memory_order_relaxed);
+  if (options_.replay) {
+    const auto& replay = *options_.replay;
+    if (step >= replay.size() || replay[step] >= cpus_ || !runnable_[replay[step]]) {
+      replay_diverged_.store(true, std::memory_order_release);
+      stop();
+      return 0;
+    }
+    schedule_.push_back(replay[step]);
+    return replay[step];
+  }
+  candidates_.clear();
+  for (std::uint32_t c = 0; c < cpus_; ++c) {
+    if (runnable_[c] && !spinning_[c]) candidates_.push_back(c);
+  }
+  if (candidates_.empty()) {
+    if (++all_spinning_for_ > options_.deadlock_steps) {
+      deadlocked_.store(true, std::memory_order_release);
+      stop();
+      return 0;
+    }
+    for (std::uint32_t c = 0; c < cpus_; ++c) {
+      if (runnable_[c]) candidates_.push_back(c);
+    }
+  } else {
+    all_spinning_for_ = 0;
+  }
+  if (options_.strategy.kind == Strategy::Kind::Pct && current != kNobody) {
+    for (std::size_t i = 0; i < change_points_.size(); ++i) {
+      if (change_points_[i] == step) priority_[current] = change_points_.size() - i;  // below every initial priority
+    }
+  }
+  const std::uint32_t next = options_.strategy.kind == Strategy::Kind::Pct ? choose_pct(candidates_) : choose_random(candidates_);
+  schedule_.push_back(next);
+  return next;
+}
+
+std::uint32_t Scheduler::choose_random(const std::vector<std::uint32_t>& candidates) {
+  return candidates[next_random() % candidates.size()];
+}
+
+std::uint32_t Scheduler::choose_pct(const std::vector<std::uint32_t>& candidates) {
+  std::uint32_t best = candidates.front();
+  for (const std::uint32_t c : candidates) {
+    if (priority_[c] > priority_[best]) best = c;
+  }
+  return best;
+}
+
+}  // namespace pagelab::emu
