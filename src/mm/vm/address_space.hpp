@@ -161,7 +161,7 @@ class AddressSpace {
 
    private:
     VmSystem<P>& vm_;
-    Region* regions_[4] = {};
+    Region* regions_[6] = {};
     int count_ = 0;
   };
 

@@ -11,6 +11,20 @@ Status AddressSpace<P>::fork(AddressSpace& child) {
   LockGuard child_guard(child.lock_);  // the child is new: no one else can hold its lock
   MM_ASSERT(child.live_ && child.regions_.empty());
 
+  // 0. Shared regions get a frame for every page now, so that a page first
+  //    touched after the fork is still the same page in both spaces.
+  {
+    Batch batch(vm_.platform(), vm_.memory());
+    Status populated = Status::Ok;
+    for (const Region* r = regions_.first(); r != nullptr && populated == Status::Ok; r = regions_.next(r)) {
+      if (r->fork == ForkPolicy::Shared && r->kind != RegionKind::Physical && r->kind != RegionKind::Guard) {
+        populated = populate_locked(r->base, r->end(), batch);
+      }
+    }
+    batch.flush();
+    MM_TRY(populated);
+  }
+
   // 1. Commit a frame for every frame that becomes copy-on-write, so a
   //    later write fault in either space can always copy.
   FrameCount to_share = 0;

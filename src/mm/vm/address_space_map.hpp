@@ -66,8 +66,12 @@ Status AddressSpace<P>::map_locked(const MapRequest& request, Batch& batch) {
     if (request.fixed == MapFixed::FailIfExists) return Status::AlreadyExists;
     if (any_pinned_locked(lo, hi)) return Status::Busy;
   }
+  // Everything this call may need, obtained before anything changes: two
+  // regions for the splits of a Replace, the region (and a stack's guard),
+  // and two more to undo a populate that runs out of memory.
+  const bool populate = request.populate && request.prot != Prot::None;
   Spares spares(vm_);
-  MM_TRY(spares.reserve((overlap ? 2 : 0) + (stack ? 2 : 1)));
+  MM_TRY(spares.reserve((overlap ? 2 : 0) + (stack ? 2 : 1) + (populate ? 2 : 0)));
   if (overlap) {
     unmap_range_locked(lo, hi, spares, batch);
   }
@@ -93,13 +97,10 @@ Status AddressSpace<P>::map_locked(const MapRequest& request, Batch& batch) {
   }
   merge_around_locked(region);
 
-  if (request.populate && request.prot != Prot::None) {
+  if (populate) {
     const Status populated = populate_locked(request.address, hi, batch);
     if (populated != Status::Ok) {
-      Spares more(vm_);
-      if (more.reserve(2) == Status::Ok) {
-        unmap_range_locked(lo, hi, more, batch);
-      }
+      unmap_range_locked(lo, hi, spares, batch);
       return populated;
     }
   }

@@ -1,0 +1,89 @@
+// The shape of one CPU's TLB: which arrays it has, at which level, how many
+// sets and ways each has and which page sizes each holds, and the named
+// presets (`tiny`, `skylake`, `zen2`) a scenario or the command line picks.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "emu/hw/control_registers.hpp"
+#include "mm/paging/pte.hpp"
+
+namespace pagelab::hw {
+
+using mm::PageSize;
+
+// A set of page sizes, as bits: 1 << PageSize.
+using PageSizeSet = u8;
+constexpr PageSizeSet size_bit(PageSize size) { return static_cast<PageSizeSet>(1u << static_cast<unsigned>(size)); }
+inline constexpr PageSizeSet kSizes4K = size_bit(PageSize::Size4K);
+inline constexpr PageSizeSet kSizes2M = size_bit(PageSize::Size2M);
+inline constexpr PageSizeSet kSizes1G = size_bit(PageSize::Size1G);
+inline constexpr PageSizeSet kAllSizes = kSizes4K | kSizes2M | kSizes1G;
+
+// One set-associative array: `sets` x `ways` entries, LRU within a set,
+// holding translations of the page sizes in `sizes`. sets = 1 is fully
+// associative. A set-associative array that holds several sizes indexes each
+// size by its own page number (a lookup probes one set per size held).
+struct TlbArrayGeometry {
+  u32 sets = 1;
+  u32 ways = 1;
+  PageSizeSet sizes = kAllSizes;
+
+  constexpr u32 entries() const { return sets * ways; }
+  constexpr bool operator==(const TlbArrayGeometry&) const = default;
+};
+
+// The whole TLB of one CPU. Within one level no two arrays may hold the same
+// page size (an insert must know where a translation goes).
+struct TlbGeometry {
+  std::string name;
+  // The first-level data TLB; it also serves fetches when l1i is empty.
+  std::vector<TlbArrayGeometry> l1d;
+  // An optional separate first-level instruction TLB.
+  std::vector<TlbArrayGeometry> l1i;
+  // An optional second level (STLB), shared by data accesses and fetches; it
+  // may hold only some page sizes.
+  std::vector<TlbArrayGeometry> l2;
+
+  u32 entries() const;
+  bool operator==(const TlbGeometry&) const = default;
+};
+
+// Limits a geometry must stay within.
+inline constexpr u32 kMaxTlbArraysPerLevel = 3;
+inline constexpr u32 kMaxTlbWays = 256;
+inline constexpr u32 kMaxTlbEntries = u32{1} << 20;
+
+// An empty string when `geometry` is usable, otherwise what is wrong with it.
+std::string validate(const TlbGeometry& geometry);
+
+// The presets.
+//   tiny:    4 entries, fully associative, every page size; no L2. Small
+//            enough that scenarios see evictions.
+//   skylake: L1 dTLB 64 entries 4-way (4 KiB), 32 4-way (2 MiB), 4 fully
+//            associative (1 GiB); L1 iTLB 128 8-way (4 KiB) and 8 fully
+//            associative (2 MiB); STLB 1536 12-way shared by 4 KiB and
+//            2 MiB, 16 4-way (1 GiB).
+//   zen2:    L1 dTLB 64 fully associative, every size; L1 iTLB 64 fully
+//            associative, every size; L2 12-way for 4 KiB and 2 MiB with
+//            171 sets (2052 entries: Zen 2's 2048-entry 12-way L2 is skewed,
+//            and 2048 is not a multiple of 12), no 1 GiB entries (the hardware
+//            "smashes" them into 2 MiB ones; here they live in L1 only).
+TlbGeometry tiny_tlb_geometry();
+TlbGeometry skylake_tlb_geometry();
+TlbGeometry zen2_tlb_geometry();
+
+// The preset names, in the order error messages list them.
+const std::vector<std::string_view>& tlb_geometry_names();
+
+// A preset by name, or an error that lists the known names.
+struct NamedTlbGeometry {
+  TlbGeometry geometry;  // only meaningful when ok()
+  std::string error;     // empty when found
+  bool ok() const { return error.empty(); }
+};
+NamedTlbGeometry tlb_geometry_named(std::string_view name);
+
+}  // namespace pagelab::hw

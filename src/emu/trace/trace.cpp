@@ -1,0 +1,267 @@
+#include "emu/trace/trace.hpp"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "mm/base/status.hpp"
+
+namespace pagelab::emu {
+
+namespace {
+
+constexpr std::array<std::string_view, kEventKindCount> kNames = {
+    "access",   "tlb.hit",  "tlb.miss", "walk",    "fault",       "fault.resolved", "segv",
+    "frame.alloc", "frame.free", "map",  "unmap",   "protect",     "fork",           "cr3",
+    "invlpg",   "invpcid",  "flush.all", "ipi.send", "ipi.recv",  "note",
+};
+
+struct Field {
+  std::string_view key;
+  std::string value;
+  bool quoted;  // a JSON string (addresses are hex strings: JSON numbers stop at 2^53)
+};
+
+std::string hex(std::uint64_t v) { return fmt::format("{:#x}", v); }
+
+std::string error_bits(std::uint64_t code) {
+  std::string bits;
+  const auto add = [&](bool on, std::string_view name) {
+    if (!on) return;
+    if (!bits.empty()) bits += '|';
+    bits += name;
+  };
+  add(code & 1, "P");
+  add(code & 2, "W");
+  add(code & 4, "U");
+  add(code & 8, "RSVD");
+  add(code & 16, "I");
+  return bits.empty() ? "0" : bits;
+}
+
+std::string status_name(std::uint64_t status) { return mm::errno_name(static_cast<mm::Status>(status)); }
+
+std::string cpu_set(std::uint64_t bits) {
+  std::string list;
+  for (int cpu = 0; cpu < 64; ++cpu) {
+    if (!((bits >> cpu) & 1)) continue;
+    list += list.empty() ? fmt::format("{}", cpu) : fmt::format(",{}", cpu);
+  }
+  return fmt::format("{{{}}}", list);
+}
+
+std::vector<Field> fields_of(const Event& e) {
+  constexpr std::string_view kAccess[] = {"read", "write", "exec"};
+  switch (e.kind) {
+    case EventKind::Access:
+      return {{"va", hex(e.a), true}, {"access", std::string(kAccess[e.b % 3]), true},
+              {"mode", e.c ? "user" : "kernel", true}, {"value", hex(e.d), true}};
+    case EventKind::TlbHit:
+      return {{"va", hex(e.a), true}, {"level", fmt::format("L{}", e.b), true}, {"pa", hex(e.c), true},
+              {"pcid", std::to_string(e.d), false}};
+    case EventKind::TlbMiss:
+      return {{"va", hex(e.a), true}, {"pcid", std::to_string(e.d), false}};
+    case EventKind::Walk:
+      return {{"va", hex(e.a), true}, {"level", std::to_string(e.b), false}, {"entry_at", hex(e.c), true},
+              {"entry", hex(e.d), true}};
+    case EventKind::Fault:
+    case EventKind::Segv:
+      return {{"va", hex(e.a), true}, {"error", hex(e.b), true}, {"bits", error_bits(e.b), true}};
+    case EventKind::FaultResolved:
+      return {{"va", hex(e.a), true}, {"answer", std::string(e.text), true}};
+    case EventKind::FrameAlloc:
+      return {{"pa", hex(e.a), true}, {"owner", std::string(e.text), true}};
+    case EventKind::FrameFree:
+      return {{"pa", hex(e.a), true}};
+    case EventKind::Map:
+    case EventKind::Unmap:
+    case EventKind::Protect:
+      return {{"space", std::string(e.text), true}, {"addr", hex(e.a), true}, {"len", hex(e.b), true},
+              {"status", status_name(e.c), true}};
+    case EventKind::Fork:
+      return {{"spaces", std::string(e.text), true}, {"status", status_name(e.c), true}};
+    case EventKind::Cr3Load:
+      return {{"root", hex(e.a), true}, {"pcid", std::to_string(e.b), false}, {"noflush", e.c ? "true" : "false", false}};
+    case EventKind::Invlpg:
+      return {{"va", hex(e.a), true}};
+    case EventKind::Invpcid:
+      return {{"type", std::to_string(e.b), false}, {"pcid", std::to_string(e.c), false}, {"va", hex(e.a), true}};
+    case EventKind::FlushAll:
+      return {};
+    case EventKind::IpiSend:
+      return {{"targets", cpu_set(e.a), true}};
+    case EventKind::IpiReceive:
+      return {{"from", std::to_string(e.a), false}};
+    case EventKind::Note:
+      return {{"text", std::string(e.text), true}};
+  }
+  return {};
+}
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  for (const char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (static_cast<unsigned char>(ch) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<int>(ch));
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string json_fields(const std::vector<Field>& fields) {
+  std::string out;
+  for (const Field& f : fields) {
+    out += fmt::format(",\"{}\":", f.key);
+    out += f.quoted ? fmt::format("\"{}\"", json_escape(f.value)) : f.value;
+  }
+  return out;
+}
+
+bool has_address(EventKind kind) {
+  switch (kind) {
+    case EventKind::Access:
+    case EventKind::TlbHit:
+    case EventKind::TlbMiss:
+    case EventKind::Walk:
+    case EventKind::Fault:
+    case EventKind::FaultResolved:
+    case EventKind::Segv:
+    case EventKind::Map:
+    case EventKind::Unmap:
+    case EventKind::Protect:
+    case EventKind::Invlpg:
+    case EventKind::Invpcid:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::string_view event_kind_name(EventKind kind) { return kNames[static_cast<int>(kind)]; }
+
+std::optional<EventKind> event_kind_from_name(std::string_view name) {
+  for (int i = 0; i < kEventKindCount; ++i) {
+    if (kNames[i] == name) return static_cast<EventKind>(i);
+  }
+  return std::nullopt;
+}
+
+bool TraceFilter::accepts(const Event& e) const {
+  if (cpus && !cpus->count(e.cpu)) return false;
+  if (kinds && !kinds->count(e.kind)) return false;
+  if (address_range) {
+    if (!has_address(e.kind)) return false;
+    if (e.a < address_range->first || e.a > address_range->second) return false;
+  }
+  return true;
+}
+
+std::string Trace::format_text(const Event& e) {
+  std::string line = fmt::format("{:>8}  cpu{:<2} {:<14}", e.step, e.cpu, event_kind_name(e.kind));
+  for (const Field& f : fields_of(e)) {
+    line += fmt::format(" {}={}", f.key, f.value);
+  }
+  return line;
+}
+
+std::string Trace::format_json(const Event& e) {
+  return fmt::format("{{\"step\":{},\"cpu\":{},\"event\":\"{}\"{}}}", e.step, e.cpu, event_kind_name(e.kind),
+                     json_fields(fields_of(e)));
+}
+
+std::string Trace::format_chrome(const Event& e) {
+  // An instant event on the CPU's track; the step is the timestamp.
+  return fmt::format("{{\"name\":\"{}\",\"cat\":\"pagelab\",\"ph\":\"i\",\"s\":\"t\",\"ts\":{},\"pid\":1,\"tid\":{},"
+                     "\"args\":{{\"step\":{}{}}}}}",
+                     event_kind_name(e.kind), e.step, e.cpu, e.step, json_fields(fields_of(e)));
+}
+
+std::unique_ptr<Trace> Trace::open(TraceFormat format, const std::string& path, TraceFilter filter, bool enabled,
+                                   std::string& error) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (enabled) {
+    try {
+      spdlog::sink_ptr sink;
+      if (path.empty()) {
+        sink = std::make_shared<spdlog::sinks::stdout_sink_st>();
+      } else {
+        sink = std::make_shared<spdlog::sinks::basic_file_sink_st>(path, /*truncate=*/true);
+      }
+      logger = std::make_shared<spdlog::logger>("pagelab.trace", sink);
+      logger->set_pattern("%v");  // the line is the event; no time stamps (they would break determinism)
+      logger->set_level(spdlog::level::info);
+      logger->flush_on(spdlog::level::err);
+    } catch (const spdlog::spdlog_ex& e) {
+      error = "cannot open trace output '" + path + "': " + e.what();
+      return nullptr;
+    }
+  }
+  return std::unique_ptr<Trace>(new Trace(format, std::move(logger), std::move(filter), enabled));
+}
+
+Trace::Trace(TraceFormat format, std::shared_ptr<spdlog::logger> logger, TraceFilter filter, bool enabled)
+    : format_(format), logger_(std::move(logger)), filter_(std::move(filter)), enabled_(enabled) {
+  if (enabled_ && format_ == TraceFormat::Chrome) {
+    logger_->info("{}", "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
+  }
+}
+
+Trace::~Trace() { finish(); }
+
+void Trace::emit(const Event& event) {
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (tails_.size() <= event.cpu) tails_.resize(event.cpu + 1);
+  auto& tail = tails_[event.cpu];
+  tail.push_back(format_text(event));
+  if (tail.size() > kTailLength) tail.pop_front();
+  if (!enabled_ || finished_ || !filter_.accepts(event)) return;
+  switch (format_) {
+    case TraceFormat::Text:
+      logger_->info("{}", format_text(event));
+      break;
+    case TraceFormat::Jsonl:
+      logger_->info("{}", format_json(event));
+      break;
+    case TraceFormat::Chrome: {
+      if (tails_.size() > named_tracks_) {
+        // Name every CPU's track the first time one appears.
+        for (; named_tracks_ < tails_.size(); ++named_tracks_) {
+          logger_->info("{}{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{},\"args\":{{\"name\":\"CPU {}\"}}}}",
+                        first_chrome_event_ ? "" : ",", named_tracks_, named_tracks_);
+          first_chrome_event_ = false;
+        }
+      }
+      logger_->info("{}{}", first_chrome_event_ ? "" : ",", format_chrome(event));
+      first_chrome_event_ = false;
+      break;
+    }
+  }
+}
+
+void Trace::finish() {
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (finished_) return;
+  finished_ = true;
+  if (!enabled_) return;
+  if (format_ == TraceFormat::Chrome) logger_->info("{}", "]}");
+  logger_->flush();
+}
+
+std::vector<std::string> Trace::tail(std::uint32_t cpu, std::size_t count) const {
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (cpu >= tails_.size()) return {};
+  const auto& t = tails_[cpu];
+  const std::size_t n = count < t.size() ? count : t.size();
+  return std::vector<std::string>(t.end() - static_cast<std::ptrdiff_t>(n), t.end());
+}
+
+}  // namespace pagelab::emu

@@ -1,0 +1,70 @@
+// Trace: formats events as readable text, JSON lines, or Chrome trace-event
+// JSON (one track per CPU; Perfetto and chrome://tracing open it), filters
+// them (--cpu, --events, --addr), and writes them through spdlog to standard
+// output or a file. Every CPU's last events are also kept, unfiltered, for
+// failure reports. Formatting is deterministic: the same run gives the same
+// bytes.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "emu/trace/event.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace pagelab::emu {
+
+enum class TraceFormat : std::uint8_t { Text, Jsonl, Chrome };
+
+struct TraceFilter {
+  std::optional<std::set<std::uint32_t>> cpus;
+  std::optional<std::set<EventKind>> kinds;
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> address_range;  // [lo, hi] on events with an address
+
+  bool accepts(const Event& event) const;
+};
+
+class Trace {
+ public:
+  // A trace to standard output (path empty) or to a file. `enabled` false
+  // keeps only the per-CPU tails (no output at all).
+  static std::unique_ptr<Trace> open(TraceFormat format, const std::string& path, TraceFilter filter, bool enabled,
+                                     std::string& error);
+  ~Trace();
+
+  void emit(const Event& event);
+  // Ends the output (closes Chrome's JSON array) and flushes.
+  void finish();
+
+  // The last `count` events of a CPU as text lines, oldest first.
+  std::vector<std::string> tail(std::uint32_t cpu, std::size_t count) const;
+
+  static std::string format_text(const Event& event);
+  static std::string format_json(const Event& event);
+  static std::string format_chrome(const Event& event);
+
+ private:
+  Trace(TraceFormat format, std::shared_ptr<spdlog::logger> logger, TraceFilter filter, bool enabled);
+
+  TraceFormat format_;
+  std::shared_ptr<spdlog::logger> logger_;
+  TraceFilter filter_;
+  bool enabled_;
+  bool first_chrome_event_ = true;
+  std::size_t named_tracks_ = 0;  // CPUs whose Chrome track has its name
+  bool finished_ = false;
+  mutable std::mutex mutex_;  // parallel mode emits from several threads
+  std::vector<std::deque<std::string>> tails_;
+  static constexpr std::size_t kTailLength = 16;
+};
+
+}  // namespace pagelab::emu
