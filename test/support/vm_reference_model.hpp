@@ -254,7 +254,8 @@ class VmReferenceModel {
     if (!range_ok(address, length)) return mm::Status::InvalidArgument;
     if (!covered(id, address, address + length)) return mm::Status::NotFound;
     for (u64 va = address; va < address + length; va += kPage) {
-      if (page(id, va)->pins == 0) return mm::Status::InvalidArgument;
+      const Page* p = page(id, va);
+      if (p == nullptr || p->pins == 0) return mm::Status::InvalidArgument;
     }
     return mm::Status::Ok;
   }

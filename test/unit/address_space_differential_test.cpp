@@ -624,7 +624,8 @@ class Differential {
     }
     if (!model_allows) {
       const FaultOutcome expected = model_.predict_fault(s.id, va, access, /*user=*/true);
-      if (expected == FaultOutcome::MapBacking && model_.page(s.id, va)->backing == Model::Backing::Store) {
+      const Model::Page* target = model_.page(s.id, va);
+      if (expected == FaultOutcome::MapBacking && target != nullptr && target->backing == Model::Backing::Store) {
         ++cow_takeovers_;
       }
       const bool may_run_out = scarce(4);
