@@ -57,6 +57,8 @@ int digit_value(char c, unsigned base) {
 
 LexResult lex_scenario(std::string_view text) {
   LexResult result;
+  // An editor's UTF-8 byte-order mark is not part of the first statement.
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   u32 number = 0;
   std::size_t start = 0;
   while (start <= text.size()) {

@@ -6,7 +6,8 @@
 // of anything but whitespace, `#` and the operator characters `= < > !`) or
 // an operator (a run of operator characters), so `cpus=4` is three tokens
 // and `leaked==0` is too. `#` starts a comment that runs to the end of the
-// line. Blank and comment-only lines produce no Line at all.
+// line. Blank and comment-only lines produce no Line at all. A UTF-8
+// byte-order mark at the very start is skipped.
 #pragma once
 
 #include <optional>
