@@ -206,10 +206,12 @@ enum class WalkOutcome : u8 {
 };
 
 // One paging-structure entry the walk read, for the trace.
+// (No default member initializers: a walk writes the steps it takes and
+// nothing else, so that starting one costs no zeroing.)
 struct WalkStep {
-  u8 level = 0;           // 4 = PML4E ... 1 = PTE
-  u64 entry_address = 0;  // its physical address
-  u64 entry = 0;          // its value as read (before any A/D update)
+  u8 level;           // 4 = PML4E ... 1 = PTE
+  u64 entry_address;  // its physical address
+  u64 entry;          // its value as read (before any A/D update)
 };
 
 struct WalkResult {
@@ -231,9 +233,10 @@ struct WalkResult {
   u8 fault_level = 0;                 // the level of the not-present or reserved entry; 0 for a rights fault
 
   // The entries read, top down, in the last pass (a restarted walk keeps only
-  // the pass that finished). A walk that started from a paging-structure-
-  // cache hit reads only the levels below psc_level.
-  std::array<WalkStep, kWalkLevels> steps{};
+  // the pass that finished); only the first step_count are meaningful. A
+  // walk that started from a paging-structure-cache hit reads only the
+  // levels below psc_level.
+  std::array<WalkStep, kWalkLevels> steps;
   u8 step_count = 0;
   u8 psc_level = 0;                   // 4, 3 or 2: the cached entry the walk started from; 0: none
   u32 restarts = 0;                   // passes abandoned because an entry changed under the A/D update
@@ -462,69 +465,87 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
     r.fault_level = static_cast<u8>(level);
     r.error_code = page_fault_error_code(reason, cr, access);
     r.cr2 = va;
-    return r;
   };
   // Reserved in every present entry: bits 51:MAXPHYADDR, and XD without NXE.
   const u64 reserved_any = features.reserved_address_bits() | (cr.nxe() ? 0 : entry::kXD);
-  // 1 GiB leaf: bits 29:13 (bit 12 is PAT); 2 MiB leaf: bits 20:13.
-  constexpr u64 kReserved1G = (span_of_level(3) - 1) & ~u64{0x1FFF};
+  // 1 GiB leaf: bits 29:13 (bit 12 is PAT), or PS itself without 1 GiB pages; 2 MiB leaf: bits 20:13.
+  const u64 reserved_1g =
+      features.gb_pages ? (span_of_level(3) - 1) & ~u64{0x1FFF} : entry::kPS;
   constexpr u64 kReserved2M = (span_of_level(2) - 1) & ~u64{0x1FFF};
   const Pcid pcid = cr.pcid();
 
   for (;;) {
-    r.step_count = 0;
-    r.psc_level = 0;
     u64 table = cr.root();
-    Permissions rights;
+    // Rights as bits: R/W and U/S ANDed, XD ORed, over the entries read.
+    u64 and_bits = entry::kRW | entry::kUS;
+    u64 or_bits = 0;
     int level = kWalkLevels;
+    r.psc_level = 0;
     if (psc != nullptr) {
       if (const PagingStructureCache::Hit hit = psc->lookup(va, pcid)) {
         r.psc_level = hit.level;
         level = hit.level - 1;
         table = hit.table;
-        rights = hit.rights;
+        and_bits = (hit.rights.writable ? entry::kRW : 0) | (hit.rights.user ? entry::kUS : 0);
+        or_bits = hit.rights.no_execute ? entry::kXD : 0;
       }
     }
-    const Permissions rights_above = rights;
+    const u64 and_above = and_bits;
+    const u64 or_above = or_bits;
 
     // Read down to the leaf.
+    u8 count = 0;
     u64 leaf = 0;
     for (;; --level) {
       const u64 address = table + index_at_level(va, level) * 8;
       const u64 e = port.load(address);
-      r.steps[r.step_count++] = WalkStep{static_cast<u8>(level), address, e};
-      if (!(e & entry::kP)) return fail(FaultReason::NotPresent, level);
-      u64 reserved = reserved_any;
+      r.steps[count++] = WalkStep{static_cast<u8>(level), address, e};
+      if (!(e & entry::kP)) [[unlikely]] {
+        r.step_count = count;
+        fail(FaultReason::NotPresent, level);
+        return r;
+      }
       const bool ps = level > 1 && (e & entry::kPS);
+      u64 reserved = reserved_any;
       if (level == 4) {
         reserved |= entry::kPS;
-      } else if (ps && level == 3) {
-        reserved |= features.gb_pages ? kReserved1G : entry::kPS;
-      } else if (ps && level == 2) {
-        reserved |= kReserved2M;
+      } else if (ps) {
+        reserved |= level == 3 ? reserved_1g : kReserved2M;
       }
-      if (e & reserved) return fail(FaultReason::ReservedBit, level);
-      rights.combine(e);
+      if (e & reserved) [[unlikely]] {
+        r.step_count = count;
+        fail(FaultReason::ReservedBit, level);
+        return r;
+      }
+      and_bits &= e;
+      or_bits |= e & entry::kXD;
       if (level == 1 || ps) {
         leaf = e;
         break;
       }
       table = e & entry::kAddress;
     }
+    r.step_count = count;
     const int leaf_level = level;
+    const Permissions rights{.writable = (and_bits & entry::kRW) != 0,
+                             .user = (and_bits & entry::kUS) != 0,
+                             .no_execute = or_bits != 0};
 
     // The rights of the whole translation (SDM 4.6).
     const FaultReason denied = access_violation(rights, cr, access);
-    if (denied != FaultReason::None) return fail(denied, 0);
+    if (denied != FaultReason::None) [[unlikely]] {
+      fail(denied, 0);
+      return r;
+    }
 
     // Accessed flags on every entry read, dirty on the leaf of a write (SDM 4.8).
     bool restart = false;
-    for (u8 i = 0; i < r.step_count && !restart; ++i) {
-      WalkStep& step = r.steps[i];
-      const bool is_leaf = i + 1 == r.step_count;
+    for (u8 i = 0; i < count && !restart; ++i) {
+      const WalkStep& step = r.steps[i];
+      const bool is_leaf = i + 1 == count;
       const u64 bits = entry::kA | (is_leaf && access.is_write() ? entry::kD : 0);
       u64 current = step.entry;
-      while ((current & bits) != bits) {
+      while ((current & bits) != bits) [[unlikely]] {
         u64 expected = current;
         if (port.compare_exchange(step.entry_address, expected, current | bits)) {
           current |= bits;
@@ -540,15 +561,17 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
       }
       if (is_leaf) leaf = current;
     }
-    if (restart) {
+    if (restart) [[unlikely]] {
       ++r.restarts;
       continue;
     }
 
-    // Cache the non-leaf entries read.
+    // Cache the non-leaf entries read, with the rights down to each.
     if (psc != nullptr) {
-      Permissions cumulative = rights_above;
-      for (u8 i = 0; i + 1 < r.step_count; ++i) {
+      Permissions cumulative{.writable = (and_above & entry::kRW) != 0,
+                             .user = (and_above & entry::kUS) != 0,
+                             .no_execute = or_above != 0};
+      for (u8 i = 0; i + 1 < count; ++i) {
         cumulative.combine(r.steps[i].entry);
         psc->fill(r.steps[i].level, va, pcid, r.steps[i].entry & entry::kAddress, cumulative);
       }

@@ -90,11 +90,13 @@ class Tlb {
   // Finds a translation of `va` usable under `pcid` (an entry of that PCID
   // or a global one). A fetch looks in the L1 iTLB when there is one, data
   // accesses in the L1 dTLB; then both in L2. An L2 hit is copied into L1.
+  // `va` must be canonical (the #GP check comes first, as on hardware).
   TlbLookup lookup(u64 va, Pcid pcid, AccessKind kind) {
-    if (Slot* slot = find(l1_for(kind), va, pcid)) [[likely]] {
-      slot->stamp = ++clock_;
+    const Found found = find(l1_for(kind), va, pcid);
+    if (found.probe != nullptr) [[likely]] {
+      found.probe->stamps[found.index] = tick();
       ++counters_.l1_hits;
-      return TlbLookup{TlbLevel::L1, slot->entry};
+      return TlbLookup{TlbLevel::L1, found.probe->entries[found.index]};
     }
     return lookup_below_l1(va, pcid, kind);
   }
@@ -106,7 +108,7 @@ class Tlb {
   // makes room.
   void insert(const TlbEntry& entry, AccessKind kind);
 
-  // INVLPG va, executed under `current_pcid`: every entry that translates
+  // INVLPG va (canonical), executed under `current_pcid`: every entry that translates
   // `va` -- any size -- of that PCID, and every global one. Returns the
   // number of entries removed.
   u64 invalidate_page(u64 va, Pcid current_pcid);
@@ -135,11 +137,10 @@ class Tlb {
   template <typename F>
   void for_each(F&& f) const {
     for (const Bank* bank : {&l1d_, &l1i_, &l2_}) {
-      for (u32 a = 0; a < bank->count; ++a) {
+      for (u32 a = 0; a < bank->array_count; ++a) {
         const Array& array = bank->arrays[a];
         for (u32 i = 0; i < array.sets * array.ways; ++i) {
-          const Slot& slot = array.slots[i];
-          if (slot.valid()) f(slot.entry, bank->level);
+          if (array.keys[i] != kEmpty) f(array.entries[i], bank->level);
         }
       }
     }
@@ -158,56 +159,104 @@ class Tlb {
   u64 valid_entries() const;
 
  private:
-  static constexpr u64 kInvalidBase = 1;  // never equal to a page-aligned address
-  static constexpr u32 kGlobalTag = 0xFFFF'FFFF;
+  // Each way of a set is one 8-byte key, kept apart from its entry and its
+  // LRU stamp so that a probe reads one or two cache lines:
+  //   bits 47:12  the page's virtual address (bits 63:48 are its sign
+  //               extension: lookups take canonical addresses only);
+  //   bits 11:0   the PCID (0 for a global entry);
+  //   bits 49:48  1 + PageSize (so 0 means an empty way);
+  //   bit 50      global.
+  static constexpr u64 kEmpty = 0;
+  static constexpr u64 kVpnBits = 0x0000'FFFF'FFFF'F000;
+  static constexpr u64 kGlobalKey = u64{1} << 50;
+  static constexpr int kSizeShift = 48;
 
-  struct Slot {
-    u64 mask = 0;             // ~(page bytes - 1)
-    u64 base = kInvalidBase;  // entry.page, or kInvalidBase when empty
-    u32 tag = 0;              // entry.pcid, or kGlobalTag for a global entry
-    u64 stamp = 0;            // LRU: the clock at the last use
-    TlbEntry entry;
+  static constexpr u64 size_key(PageSize size) { return u64{static_cast<u8>(size) + 1u} << kSizeShift; }
+  static constexpr unsigned size_index_of_key(u64 key) { return static_cast<unsigned>((key >> kSizeShift) & 3) - 1; }
+  static constexpr u64 key_of(const TlbEntry& e) {
+    return (e.page & kVpnBits) | size_key(e.size) | (e.global ? kGlobalKey : u64{e.pcid});
+  }
 
-    bool valid() const { return base != kInvalidBase; }
-    bool matches(u64 va, Pcid pcid) const { return (va & mask) == base && (tag == pcid || tag == kGlobalTag); }
-  };
+  // One set-associative array's storage and shape.
   struct Array {
-    Slot* slots = nullptr;
+    u64* keys = nullptr;
+    u32* stamps = nullptr;  // LRU: the clock at the last use
+    TlbEntry* entries = nullptr;
     u32 sets = 1;
     u32 ways = 1;
-    u64 set_mask = 0;     // sets - 1 when sets is a power of two
+    u64 set_mask = 0;  // sets - 1 when sets is a power of two
     bool sets_pow2 = true;
     PageSizeSet sizes = 0;
-    u8 probe_count = 0;   // 1 for a fully associative array, else one per size held
-    u8 probe_shifts[3] = {};
+    u32* live = nullptr;  // valid entries per PageSize: 3 counters
 
-    Slot* set_of(u64 page_number) const {
+    u32 first_way(u64 page_number) const {
       const u64 set = sets_pow2 ? (page_number & set_mask) : page_number % sets;
-      return slots + set * ways;
+      return static_cast<u32>(set) * ways;
+    }
+  };
+  // Where a translation of one page size may sit in one array. A lookup
+  // tries a bank's probes in order (4 KiB ones first) and skips a probe whose
+  // array holds no entry of its size.
+  struct Probe {
+    u64* keys = nullptr;
+    u32* stamps = nullptr;
+    TlbEntry* entries = nullptr;
+    const u32* live = nullptr;  // the array's count of valid entries of this size
+    u64 vpn_mask = 0;           // kVpnBits without the size's offset bits
+    u64 size_key = 0;
+    u64 set_mask = 0;           // sets - 1 when sets is a power of two
+    u32 sets = 1;
+    u32 ways = 1;
+    u8 shift = 12;              // the size's page-number shift, for the set index
+    bool sets_pow2 = true;
+
+    u32 first_way(u64 va) const {
+      const u64 page_number = va >> shift;
+      const u64 set = sets_pow2 ? (page_number & set_mask) : page_number % sets;
+      return static_cast<u32>(set) * ways;
     }
   };
   struct Bank {
     Array arrays[kMaxTlbArraysPerLevel];
-    u32 count = 0;
+    u32 array_count = 0;
+    Probe probes[3 * kMaxTlbArraysPerLevel];
+    u32 probe_count = 0;
     TlbLevel level = TlbLevel::L1;
+  };
+  // Where a lookup found its entry.
+  struct Found {
+    const Probe* probe = nullptr;
+    u32 index = 0;
   };
 
   const Bank& l1_for(AccessKind kind) const {
-    return kind == AccessKind::Fetch && l1i_.count != 0 ? l1i_ : l1d_;
+    return kind == AccessKind::Fetch && l1i_.array_count != 0 ? l1i_ : l1d_;
   }
-  Bank& l1_for(AccessKind kind) { return kind == AccessKind::Fetch && l1i_.count != 0 ? l1i_ : l1d_; }
+  Bank& l1_for(AccessKind kind) { return kind == AccessKind::Fetch && l1i_.array_count != 0 ? l1i_ : l1d_; }
 
-  static Slot* find(const Bank& bank, u64 va, Pcid pcid) {
-    for (u32 a = 0; a < bank.count; ++a) {
-      const Array& array = bank.arrays[a];
-      for (u32 p = 0; p < array.probe_count; ++p) {
-        Slot* set = array.set_of(va >> array.probe_shifts[p]);
-        for (u32 w = 0; w < array.ways; ++w) {
-          if (set[w].matches(va, pcid)) return &set[w];
-        }
+  static Found find(const Bank& bank, u64 va, Pcid pcid) {
+    for (const Probe* probe = bank.probes; probe != bank.probes + bank.probe_count; ++probe) {
+      if (*probe->live == 0) continue;
+      const u64 page_key = (va & probe->vpn_mask) | probe->size_key;
+      const u64 local = page_key | pcid;
+      const u64 global = page_key | kGlobalKey;
+      const u32 first = probe->first_way(va);
+      for (u32 i = first; i != first + probe->ways; ++i) {
+        const u64 key = probe->keys[i];
+        if (key == local || key == global) return Found{probe, i};
       }
     }
-    return nullptr;
+    return Found{};
+  }
+  u32 tick() {
+    if (++clock_ == 0) [[unlikely]] renumber_stamps();
+    return clock_;
+  }
+  void renumber_stamps();
+  void build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLevel level, u32& next_slot, u32& next_array);
+  static void forget(const Array& array, u32 index) {
+    --array.live[size_index_of_key(array.keys[index])];
+    array.keys[index] = kEmpty;
   }
 
   TlbLookup lookup_below_l1(u64 va, Pcid pcid, AccessKind kind);
@@ -218,11 +267,14 @@ class Tlb {
   u64 drop_at(u64 va, Pred pred);
 
   TlbGeometry geometry_;
-  std::vector<Slot> slots_;
+  std::vector<u64> keys_;
+  std::vector<u32> stamps_;
+  std::vector<TlbEntry> entries_;
+  std::vector<u32> live_;  // Array::live of every array
   Bank l1d_;
   Bank l1i_;
   Bank l2_;
-  u64 clock_ = 0;
+  u32 clock_ = 0;
   TlbCounters counters_;
 };
 

@@ -6,7 +6,6 @@
 namespace pagelab::emu {
 
 namespace {
-constexpr std::uint32_t kStoppedTurn = ~std::uint32_t{0} - 1;
 std::mutex start_mutex;  // guards the entry phase of every scheduler (rare, short)
 }  // namespace
 
@@ -57,21 +56,18 @@ void Scheduler::enter(std::uint32_t cpu) {
     std::lock_guard<std::mutex> guard(start_mutex);
     if (++entered_ == cpus_) {
       // Everyone is here: the first choice starts the run.
-      const std::uint32_t first = choose(kNobody, Wait::Progress);
-      if (!stopped()) {
-        turn_.store(first, std::memory_order_release);
-        turn_.notify_all();
-      }
+      const std::uint32_t first = options_.replay && options_.replay->empty() ? 0 : choose(kNobody, Wait::Progress);
+      turn_.store(first, std::memory_order_release);
+      turn_.notify_all();
     }
   }
   wait_for_turn(cpu);
 }
 
 void Scheduler::point(std::uint32_t cpu, Wait wait) {
-  if (!options_.deterministic || stopped()) return;
+  if (!options_.deterministic) return;
   spinning_[cpu] = wait == Wait::Spinning;
   const std::uint32_t next = choose(cpu, wait);
-  if (stopped()) return;
   if (next != cpu) {
     hand_over(cpu, next);
     wait_for_turn(cpu);
@@ -79,22 +75,19 @@ void Scheduler::point(std::uint32_t cpu, Wait wait) {
 }
 
 void Scheduler::exit(std::uint32_t cpu) {
-  if (!options_.deterministic || stopped()) return;
+  if (!options_.deterministic) return;
   runnable_[cpu] = false;
   spinning_[cpu] = false;
   if (std::none_of(runnable_.begin(), runnable_.end(), [](bool r) { return r; })) {
     turn_.store(kNobody, std::memory_order_release);
     return;
   }
-  const std::uint32_t next = choose(cpu, Wait::Progress);
-  if (!stopped()) hand_over(cpu, next);
+  hand_over(cpu, choose(cpu, Wait::Progress));
 }
 
-void Scheduler::stop() {
-  stopped_.store(true, std::memory_order_release);
-  turn_.store(kStoppedTurn, std::memory_order_release);
-  turn_.notify_all();
-}
+// Turns keep passing after a stop, one CPU at a time as before, so that every
+// thread can reach its next check of stopped() and leave in order.
+void Scheduler::stop() { stopped_.store(true, std::memory_order_release); }
 
 void Scheduler::hand_over(std::uint32_t, std::uint32_t to) {
   turn_.store(to, std::memory_order_release);
@@ -104,32 +97,31 @@ void Scheduler::hand_over(std::uint32_t, std::uint32_t to) {
 void Scheduler::wait_for_turn(std::uint32_t cpu) {
   for (std::uint32_t seen = turn_.load(std::memory_order_acquire); seen != cpu;
        seen = turn_.load(std::memory_order_acquire)) {
-    if (stopped()) return;
     turn_.wait(seen, std::memory_order_acquire);
   }
 }
 
 std::uint32_t Scheduler::choose(std::uint32_t current, Wait) {
   const std::uint64_t step = step_.fetch_add(1, std::memory_order_relaxed);
-  if (options_.replay) {
+  if (options_.replay && !replay_diverged()) {
     const auto& replay = *options_.replay;
-    if (step >= replay.size() || replay[step] >= cpus_ || !runnable_[replay[step]]) {
-      replay_diverged_.store(true, std::memory_order_release);
-      stop();
-      return 0;
+    if (step < replay.size() && replay[step] < cpus_ && runnable_[replay[step]]) {
+      schedule_.push_back(replay[step]);
+      return replay[step];
     }
-    schedule_.push_back(replay[step]);
-    return replay[step];
+    // The run no longer follows the recording: stop it, and let the CPUs
+    // leave under the strategy below.
+    replay_diverged_.store(true, std::memory_order_release);
+    stop();
   }
   candidates_.clear();
   for (std::uint32_t c = 0; c < cpus_; ++c) {
     if (runnable_[c] && !spinning_[c]) candidates_.push_back(c);
   }
   if (candidates_.empty()) {
-    if (++all_spinning_for_ > options_.deadlock_steps) {
+    if (++all_spinning_for_ > options_.deadlock_steps && !deadlocked()) {
       deadlocked_.store(true, std::memory_order_release);
       stop();
-      return 0;
     }
     for (std::uint32_t c = 0; c < cpus_; ++c) {
       if (runnable_[c]) candidates_.push_back(c);

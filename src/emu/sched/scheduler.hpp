@@ -68,8 +68,9 @@ class Scheduler {
   // The CPU's program has ended: it leaves the rotation.
   void exit(std::uint32_t cpu);
 
-  // Stops the run: every waiting CPU returns from point()/enter() and sees
-  // stopped() (a violation was found, or a deadlock). Threads must then end.
+  // Asks the run to stop (a violation was found, a deadlock, a replay that
+  // diverged). Turns still pass one CPU at a time; each CPU's thread should
+  // check stopped() at its next statement and exit().
   void stop();
   bool stopped() const { return stopped_.load(std::memory_order_acquire); }
   bool deadlocked() const { return deadlocked_.load(std::memory_order_acquire); }

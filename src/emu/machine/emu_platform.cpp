@@ -1,0 +1,98 @@
+#include "emu/machine/emu_platform.hpp"
+
+#include "emu/machine/machine.hpp"
+
+namespace pagelab::emu {
+
+void EmuSpinLock::lock() {
+  Machine* machine = cpu_context.machine;
+  if (machine) machine->point();
+  while (locked_.exchange(true, std::memory_order_acquire)) {
+    if (machine && cpu_context.scheduled) {
+      machine->point(Wait::Spinning);  // the holder is parked at a point of its own: let it run
+      if (machine->scheduler().deadlocked()) {
+        MM_PANIC("deadlock: every CPU is waiting, this one on a lock", cpu_context.cpu);
+      }
+    }
+  }
+}
+
+bool EmuSpinLock::try_lock() {
+  if (cpu_context.machine) cpu_context.machine->point();
+  return !locked_.exchange(true, std::memory_order_acquire);
+}
+
+void EmuSpinLock::unlock() {
+  locked_.store(false, std::memory_order_release);
+  if (cpu_context.machine) cpu_context.machine->point();
+}
+
+std::byte* EmuPlatform::direct_map(mm::PhysAddr address) const {
+  if (address.value() >= machine_.ram_bytes()) [[unlikely]] {
+    MM_PANIC("direct_map beyond the machine's RAM", address.value());
+  }
+  return machine_.ram_at(address.value());
+}
+
+mm::u32 EmuPlatform::cpu_count() const { return machine_.cpu_count(); }
+
+void EmuPlatform::invalidate_page(mm::VirtAddr page) {
+  EmuCpu& cpu = machine_.current();
+  machine_.point();
+  machine_.emit(EventKind::Invlpg, page.value());
+  cpu.tlb.invalidate_page(page.value(), cpu.cr.pcid());
+  if (cpu.psc) cpu.psc->invlpg(cpu.cr.pcid());  // INVLPG drops every PSC entry of the PCID
+}
+
+void EmuPlatform::flush_pcid(mm::Pcid pcid) {
+  EmuCpu& cpu = machine_.current();
+  machine_.point();
+  machine_.emit(EventKind::Invpcid, 0, 1, pcid.value);
+  cpu.tlb.invpcid(hw::InvpcidType::SingleContext, pcid.value);
+  if (cpu.psc) cpu.psc->invpcid(hw::InvpcidType::SingleContext, pcid.value);
+}
+
+void EmuPlatform::flush_all() {
+  EmuCpu& cpu = machine_.current();
+  machine_.point();
+  machine_.emit(EventKind::FlushAll);
+  cpu.tlb.flush_all();
+  if (cpu.psc) cpu.psc->invalidate_all();
+}
+
+void EmuPlatform::load_address_space(mm::PhysAddr root, mm::Pcid pcid, mm::CrFlush flush) {
+  EmuCpu& cpu = machine_.current();
+  machine_.point();
+  const bool no_flush = flush == mm::CrFlush::No && cpu.cr.pcide();
+  const mm::u64 source = root.value() | (cpu.cr.pcide() ? pcid.value : 0) | (no_flush ? hw::cr3::kNoFlush : 0);
+  machine_.emit(EventKind::Cr3Load, root.value(), cpu.cr.pcide() ? pcid.value : 0, no_flush ? 1 : 0);
+  cpu.tlb.mov_to_cr3(source, cpu.cr.pcide());
+  if (cpu.psc) cpu.psc->mov_to_cr3(source, cpu.cr.pcide());
+  cpu.cr.cr3 = hw::cr3_value_of_mov(source);
+}
+
+mm::u64 EmuPlatform::pte_load(const mm::u64* entry) {
+  return std::atomic_ref<const mm::u64>(*entry).load(std::memory_order_acquire);
+}
+
+void EmuPlatform::pte_store(mm::u64* entry, mm::u64 value) {
+  machine_.point();
+  std::atomic_ref<mm::u64>(*entry).store(value, std::memory_order_release);
+}
+
+bool EmuPlatform::pte_compare_exchange(mm::u64* entry, mm::u64& expected, mm::u64 desired) {
+  machine_.point();
+  return std::atomic_ref<mm::u64>(*entry).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
+}
+
+void EmuPlatform::send_ipi(mm::CpuSet targets) {
+  machine_.point();
+  machine_.emit(EventKind::IpiSend, targets.bits());
+  machine_.count_ipis(static_cast<mm::u64>(__builtin_popcountll(targets.bits())));
+}
+
+void EmuPlatform::relax() { machine_.point(Wait::Spinning); }
+
+void EmuPlatform::log(mm::LogLevel, const char* text) { machine_.emit(EventKind::Note, 0, 0, 0, 0, text); }
+
+}  // namespace pagelab::emu

@@ -1,0 +1,245 @@
+#include "emu/machine/machine.hpp"
+
+#include "emu/hw/tlb_geometry.hpp"
+#include "mm/phys/memory_map.hpp"
+
+namespace pagelab::emu {
+
+namespace {
+
+// The walker's view of RAM: every load and A/D update is a scheduling point.
+struct RamPort {
+  Machine& machine;
+
+  std::uint64_t* word(std::uint64_t physical) const {
+    if (physical + 8 > machine.ram_bytes()) return nullptr;
+    return reinterpret_cast<std::uint64_t*>(machine.ram_at(physical));
+  }
+  std::uint64_t load(std::uint64_t physical) {
+    machine.point();
+    std::uint64_t* w = word(physical);
+    return w ? std::atomic_ref<std::uint64_t>(*w).load(std::memory_order_acquire) : 0;  // no RAM there: zeros
+  }
+  bool compare_exchange(std::uint64_t physical, std::uint64_t& expected, std::uint64_t desired) {
+    machine.point();
+    std::uint64_t* w = word(physical);
+    if (w == nullptr) return false;
+    return std::atomic_ref<std::uint64_t>(*w).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
+  }
+};
+
+mm::Access core_access(hw::AccessKind kind) {
+  return kind == hw::AccessKind::Write ? mm::Access::Write : kind == hw::AccessKind::Fetch ? mm::Access::Execute
+                                                                                          : mm::Access::Read;
+}
+
+}  // namespace
+
+Machine::Machine(const MachineConfig& config, Trace& trace) : config_(config), trace_(trace), platform_(*this) {}
+
+Machine::~Machine() {
+  destroy_spaces();
+  if (vm_) vm_->shutdown();
+}
+
+std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& trace, std::string& error) {
+  const hw::NamedTlbGeometry named = hw::tlb_geometry_named(config.tlb_preset);
+  if (!named.ok()) {
+    error = named.error;
+    return nullptr;
+  }
+  if (config.cpus == 0 || config.cpus > mm::kMaxCpus) {
+    error = "a machine has 1 to 64 CPUs";
+    return nullptr;
+  }
+  std::unique_ptr<Machine> m(new Machine(config, trace));
+  m->ram_ = Ram::create(config.ram, config.ram_bytes, error);
+  if (!m->ram_) return nullptr;
+  m->ram_->header().cpus = config.cpus;
+
+  // The memory map of a plain PC: RAM from 0, the first MiB kept back.
+  mm::MemoryMap map;
+  const mm::MemoryRange ram{mm::PhysAddr(0), config.ram_bytes, mm::MemoryKind::Free};
+  if (map.ingest(mm::Span<const mm::MemoryRange>(&ram, 1)) != mm::Status::Ok) {
+    error = "the machine has no usable RAM above 1 MiB: give it more";
+    return nullptr;
+  }
+  const mm::FrameCount frames = config.ram_bytes / mm::kPageSize;
+  m->frame_records_ = std::vector<mm::Frame>(frames);
+  m->table_ = std::make_unique<mm::FrameTable>(mm::Pfn(0), m->frame_records_);
+  switch (config.allocator) {
+    case AllocatorKind::Buddy:
+      m->buddy_ = std::make_unique<mm::BuddyAllocator>(*m->table_);
+      m->allocator_ = m->buddy_.get();
+      break;
+    case AllocatorKind::Stack:
+      m->stack_ = std::make_unique<mm::FreeStackAllocator>(*m->table_);
+      m->allocator_ = m->stack_.get();
+      break;
+    case AllocatorKind::Bitmap:
+      m->bitmap_words_.resize(mm::BitmapAllocator::words_for(frames));
+      m->bitmap_ = std::make_unique<mm::BitmapAllocator>(*m->table_, m->bitmap_words_);
+      m->allocator_ = m->bitmap_.get();
+      break;
+  }
+  if (map.seed(*m->allocator_, *m->table_) != mm::Status::Ok) {
+    error = "seeding the frame allocator failed";
+    return nullptr;
+  }
+  mm::PhysicalMemoryConfig pmm_config;
+  pmm_config.poison_freed = true;  // no data may cross owners: a use after free reads poison
+  m->memory_ = std::make_unique<EmuMemory>(m->platform_, *m->table_, *m->allocator_, pmm_config);
+  m->vm_ = std::make_unique<EmuVm>(m->platform_, *m->memory_);
+  for (std::uint32_t i = 0; i < config.cpus; ++i) {
+    auto cpu = std::make_unique<EmuCpu>(named.geometry);
+    cpu->id = i;
+    cpu->cr = hw::ControlRegisters::long_mode(0, (config.pcid ? hw::cr4::kPCIDE : 0) | hw::cr4::kPGE);
+    if (config.psc) cpu->psc = std::make_unique<hw::PagingStructureCache>();
+    m->cpus_.push_back(std::move(cpu));
+  }
+  m->scheduler_ = std::make_unique<Scheduler>(config.cpus, config.schedule);
+  cpu_context = CpuContext{m.get(), 0, false};
+  if (m->vm_->init() != mm::Status::Ok) {
+    error = "no memory for the zero frame";
+    return nullptr;
+  }
+  return m;
+}
+
+std::byte* Machine::ram_at(std::uint64_t physical) const { return ram_->frames() + physical; }
+
+void Machine::point(Wait wait) {
+  if (cpu_context.scheduled) scheduler_->point(cpu_context.cpu, wait);
+}
+
+void Machine::emit(EventKind kind, std::uint64_t a, std::uint64_t b, std::uint64_t c, std::uint64_t d,
+                   std::string_view text) {
+  const std::uint64_t step = step_.fetch_add(1, std::memory_order_relaxed);
+  trace_.emit(Event{.step = step, .cpu = cpu_context.cpu, .kind = kind, .a = a, .b = b, .c = c, .d = d, .text = text});
+}
+
+std::uint64_t Machine::free_frames() {
+  memory_->drain_all_caches();
+  return memory_->stats().free;
+}
+
+mm::Status Machine::create_space(const std::string& name) {
+  std::lock_guard<std::mutex> guard(spaces_mutex_);
+  if (spaces_.count(name)) return mm::Status::AlreadyExists;
+  auto space = std::make_unique<EmuSpace>(*vm_);
+  MM_TRY(space->init());
+  const mm::Pcid pcid{static_cast<mm::u16>(config_.pcid ? (spaces_.size() % 4095) + 1 : 0)};
+  ram_->record_space(name, space->root().value() | pcid.value);
+  spaces_.emplace(name, Space{std::move(space), pcid});
+  return mm::Status::Ok;
+}
+
+mm::Status Machine::fork_space(const std::string& parent, const std::string& child) {
+  EmuSpace* from = space(parent);
+  if (from == nullptr) return mm::Status::NotFound;
+  MM_TRY(create_space(child));
+  EmuSpace* to = space(child);
+  const mm::Status status = from->fork(*to);
+  emit(EventKind::Fork, 0, 0, static_cast<std::uint64_t>(status), 0, parent + "->" + child);
+  if (status != mm::Status::Ok) {
+    to->destroy();
+    std::lock_guard<std::mutex> guard(spaces_mutex_);
+    spaces_.erase(child);
+  }
+  return status;
+}
+
+EmuSpace* Machine::space(const std::string& name) {
+  std::lock_guard<std::mutex> guard(spaces_mutex_);
+  const auto it = spaces_.find(name);
+  return it == spaces_.end() ? nullptr : it->second.space.get();
+}
+
+void Machine::destroy_spaces() {
+  std::lock_guard<std::mutex> guard(spaces_mutex_);
+  for (auto& [name, s] : spaces_) s.space->destroy();
+  spaces_.clear();
+}
+
+mm::Status Machine::use_space(const std::string& name) {
+  Space* s = nullptr;
+  {
+    std::lock_guard<std::mutex> guard(spaces_mutex_);
+    const auto it = spaces_.find(name);
+    if (it == spaces_.end()) return mm::Status::NotFound;
+    s = &it->second;
+  }
+  current().space = name;
+  // With PCIDs a switch keeps the other spaces' translations (no-flush);
+  // without, every CR3 load flushes (SDM 4.10.4.1).
+  platform_.load_address_space(s->space->root(), s->pcid, config_.pcid ? mm::CrFlush::No : mm::CrFlush::Yes);
+  return mm::Status::Ok;
+}
+
+AccessOutcome Machine::access(mm::VirtAddr address, hw::AccessKind kind, std::uint64_t value) {
+  EmuCpu& cpu = current();
+  EmuSpace* space = cpu.space.empty() ? nullptr : this->space(cpu.space);
+  if (space == nullptr) return AccessOutcome{AccessOutcome::Kind::NoSpace};
+  const hw::Access hw_access{kind, cpu.mode == mm::AccessMode::User ? hw::Mode::User : hw::Mode::Supervisor};
+  const std::uint64_t va = address.value();
+  point();
+  emit(EventKind::Access, va, static_cast<std::uint64_t>(kind), cpu.mode == mm::AccessMode::User ? 1 : 0, value);
+  // A fault resolved by the core is retried; the core's answers converge
+  // within a few rounds (map the zero frame, then a frame of one's own).
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const hw::Pcid pcid = cpu.cr.pcid();
+    std::uint64_t physical = 0;
+    bool translated = false;
+    const hw::TlbLookup hit = cpu.tlb.lookup(va, pcid, kind);
+    if (hit.hit() && hw::access_violation(hit.entry.rights, cpu.cr, hw_access) == hw::FaultReason::None &&
+        (kind != hw::AccessKind::Write || hit.entry.dirty)) {
+      emit(EventKind::TlbHit, va, hit.level == hw::TlbLevel::L1 ? 1 : 2, hit.entry.translate(va), pcid);
+      physical = hit.entry.translate(va);
+      translated = true;
+    } else {
+      // A miss, or a hit that does not allow the access (the CPU re-walks).
+      emit(EventKind::TlbMiss, va, 0, 0, pcid);
+      RamPort port{*this};
+      const hw::WalkResult walk = hw::walk(port, cpu.cr, va, hw_access, cpu.psc.get());
+      for (std::uint8_t i = 0; i < walk.step_count; ++i) {
+        emit(EventKind::Walk, va, walk.steps[i].level, walk.steps[i].entry_address, walk.steps[i].entry);
+      }
+      if (walk.non_canonical()) {
+        emit(EventKind::Segv, va, 0);
+        return AccessOutcome{AccessOutcome::Kind::Segv};
+      }
+      if (walk.ok()) {
+        cpu.tlb.insert(hw::TlbEntry::from_walk(walk, pcid), kind);
+        physical = walk.physical;
+        translated = true;
+      } else {
+        // #PF: the faulting translation is dropped (SDM 4.10.4.1), and the
+        // core's handler decides.
+        ++cpu.faults;
+        emit(EventKind::Fault, walk.cr2, walk.error_code);
+        cpu.tlb.invalidate_page(va, pcid);
+        if (cpu.psc) cpu.psc->invlpg(pcid);
+        const mm::FaultOutcome outcome = space->handle_fault(address, core_access(kind), cpu.mode);
+        if (!mm::resolved(outcome)) {
+          emit(EventKind::Segv, va, walk.error_code, 0, 0, mm::fault_outcome_name(outcome));
+          return AccessOutcome{AccessOutcome::Kind::Segv};
+        }
+        emit(EventKind::FaultResolved, va, 0, 0, 0, mm::fault_outcome_name(outcome));
+        continue;
+      }
+    }
+    if (!translated) continue;
+    if (kind == hw::AccessKind::Fetch) return AccessOutcome{};
+    point();
+    auto& word = *reinterpret_cast<std::uint64_t*>(ram_at(physical & ~std::uint64_t{7}));
+    if (kind == hw::AccessKind::Write) {
+      std::atomic_ref<std::uint64_t>(word).store(value, std::memory_order_relaxed);
+      return AccessOutcome{};
+    }
+    return AccessOutcome{AccessOutcome::Kind::Ok, std::atomic_ref<std::uint64_t>(word).load(std::memory_order_relaxed)};
+  }
+  emit(EventKind::Note, va, 0, 0, 0, "fault not settled after 8 rounds");
+  return AccessOutcome{AccessOutcome::Kind::Segv};
+}
+
+}  // namespace pagelab::emu

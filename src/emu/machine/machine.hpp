@@ -1,0 +1,138 @@
+// Machine: the emulated x86-64 computer. RAM (Boost.Interprocess), the
+// physical memory manager and the VM system of the core running on it
+// through EmuPlatform, the named address spaces of a scenario, and one
+// simulated CPU per host thread: control registers, a TLB of the chosen
+// geometry, optional paging-structure caches, and the page walker of
+// emu/hw/page_walk.hpp reading the page tables out of RAM.
+//
+// An access (access()) is what one instruction's memory operand does: a TLB
+// lookup, on a miss a page walk (whose loads and A/D updates are scheduling
+// points), on a fault the #PF delivered to the core's fault handler
+// (AddressSpace::handle_fault) and the access retried, and finally the 8-byte
+// load or store. Every step is a trace event.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "emu/hw/page_walk.hpp"
+#include "emu/hw/tlb.hpp"
+#include "emu/machine/emu_platform.hpp"
+#include "emu/ram/ram.hpp"
+#include "emu/sched/scheduler.hpp"
+#include "emu/trace/trace.hpp"
+#include "mm/phys/bitmap_allocator.hpp"
+#include "mm/phys/buddy_allocator.hpp"
+#include "mm/phys/free_stack_allocator.hpp"
+#include "mm/phys/physical_memory.hpp"
+#include "mm/vm/address_space.hpp"
+
+namespace pagelab::emu {
+
+enum class AllocatorKind : std::uint8_t { Buddy, Stack, Bitmap };
+
+struct MachineConfig {
+  std::uint32_t cpus = 1;
+  std::uint64_t ram_bytes = std::uint64_t{64} << 20;
+  std::string tlb_preset = "skylake";
+  bool pcid = false;
+  bool psc = false;
+  AllocatorKind allocator = AllocatorKind::Buddy;
+  std::uint32_t flush_threshold = 32;
+  RamSpec ram;
+  Scheduler::Options schedule;
+};
+
+using EmuSpace = mm::AddressSpace<EmuPlatform>;
+using EmuMemory = mm::PhysicalMemory<EmuPlatform>;
+using EmuVm = mm::VmSystem<EmuPlatform>;
+
+struct EmuCpu {
+  std::uint32_t id = 0;
+  hw::ControlRegisters cr;
+  hw::Tlb tlb;
+  std::unique_ptr<hw::PagingStructureCache> psc;
+  mm::AccessMode mode = mm::AccessMode::User;
+  std::string space;          // the address space whose CR3 it runs, "" before any `use`
+  std::uint64_t faults = 0;   // #PF taken (resolved or not)
+
+  explicit EmuCpu(const hw::TlbGeometry& geometry) : tlb(geometry) {}
+};
+
+struct AccessOutcome {
+  enum class Kind : std::uint8_t { Ok, Segv, NoSpace } kind = Kind::Ok;
+  std::uint64_t value = 0;  // for a read
+};
+
+class Machine {
+ public:
+  static std::unique_ptr<Machine> create(const MachineConfig& config, Trace& trace, std::string& error);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  // Address spaces by name.
+  mm::Status create_space(const std::string& name);
+  mm::Status fork_space(const std::string& parent, const std::string& child);
+  EmuSpace* space(const std::string& name);
+  // Destroys every space (for the leak check at the end).
+  void destroy_spaces();
+
+  // On the calling thread's CPU: load a space's page tables (a CR3 write),
+  // choose user or kernel accesses, and make one 8-byte access.
+  mm::Status use_space(const std::string& name);
+  void set_mode(mm::AccessMode mode) { current().mode = mode; }
+  AccessOutcome access(mm::VirtAddr address, hw::AccessKind kind, std::uint64_t value = 0);
+
+  // For EmuPlatform and the runner.
+  void point(Wait wait = Wait::Progress);
+  void emit(EventKind kind, std::uint64_t a = 0, std::uint64_t b = 0, std::uint64_t c = 0, std::uint64_t d = 0,
+            std::string_view text = {});
+  EmuCpu& cpu(std::uint32_t id) { return *cpus_[id]; }
+  EmuCpu& current() { return *cpus_[cpu_context.cpu]; }
+  std::uint32_t cpu_count() const { return static_cast<std::uint32_t>(cpus_.size()); }
+  std::byte* ram_at(std::uint64_t physical) const;
+  std::uint64_t ram_bytes() const { return ram_->bytes(); }
+  Scheduler& scheduler() { return *scheduler_; }
+  Trace& trace() { return trace_; }
+  EmuMemory& memory() { return *memory_; }
+  EmuVm& vm() { return *vm_; }
+  const MachineConfig& config() const { return config_; }
+  std::uint64_t free_frames();  // caches drained
+  std::uint64_t ipis_sent() const { return ipis_sent_.load(std::memory_order_relaxed); }
+  void count_ipis(std::uint64_t n) { ipis_sent_.fetch_add(n, std::memory_order_relaxed); }
+
+ private:
+  Machine(const MachineConfig& config, Trace& trace);
+
+  struct Space {
+    std::unique_ptr<EmuSpace> space;
+    mm::Pcid pcid;
+  };
+
+  const MachineConfig config_;
+  Trace& trace_;
+  std::unique_ptr<Ram> ram_;
+  EmuPlatform platform_;
+  std::vector<mm::Frame> frame_records_;
+  std::unique_ptr<mm::FrameTable> table_;
+  std::vector<std::uint64_t> bitmap_words_;
+  std::unique_ptr<mm::BuddyAllocator> buddy_;
+  std::unique_ptr<mm::BitmapAllocator> bitmap_;
+  std::unique_ptr<mm::FreeStackAllocator> stack_;
+  mm::FrameAllocator* allocator_ = nullptr;
+  std::unique_ptr<EmuMemory> memory_;
+  std::unique_ptr<EmuVm> vm_;
+  std::vector<std::unique_ptr<EmuCpu>> cpus_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
+  std::map<std::string, Space> spaces_;
+  std::atomic<std::uint64_t> step_{0};
+  std::atomic<std::uint64_t> ipis_sent_{0};
+};
+
+}  // namespace pagelab::emu

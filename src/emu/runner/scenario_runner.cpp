@@ -1,0 +1,372 @@
+#include "emu/runner/scenario_runner.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "emu/machine/machine.hpp"
+
+namespace pagelab::emu {
+
+namespace {
+
+using scenario::Expectation;
+using scenario::OutcomeKind;
+using scenario::Statement;
+
+struct Failure {
+  scenario::SourceLocation where;
+  std::string message;
+  std::uint32_t cpu = 0;
+  std::uint64_t step = 0;
+};
+
+// A barrier of the scenario: every CPU that names it must arrive before any leaves.
+struct Barrier {
+  std::uint32_t participants = 0;
+  std::uint32_t arrived = 0;
+  std::uint64_t generation = 0;
+};
+
+void count_barriers(const std::vector<Statement>& body, std::map<std::string, std::uint32_t>& named) {
+  for (const Statement& s : body) {
+    if (const auto* b = s.as<scenario::BarrierStmt>()) named[b->name] = 1;
+    if (const auto* r = s.as<scenario::RepeatStmt>()) count_barriers(r->body, named);
+  }
+}
+
+std::string status_text(mm::Status status) { return mm::errno_name(status); }
+
+class Run {
+ public:
+  Run(const scenario::Scenario& scenario, Machine& machine) : scenario_(scenario), machine_(machine) {
+    for (const auto& program : scenario.programs) {
+      std::map<std::string, std::uint32_t> named;
+      count_barriers(program.body, named);
+      for (const auto& [name, one] : named) barriers_[name].participants += one;
+    }
+  }
+
+  // Runs statements on the calling thread's CPU. False after a failure.
+  bool execute(const std::vector<Statement>& body) {
+    for (const Statement& s : body) {
+      if (failed()) return false;
+      if (!execute(s)) return false;
+    }
+    return true;
+  }
+
+  void fail(const scenario::SourceLocation& where, std::string message) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (failure_) return;
+    failure_ = Failure{where, std::move(message), cpu_context.cpu, machine_.scheduler().steps()};
+    machine_.scheduler().stop();
+  }
+  bool failed() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return failure_.has_value();
+  }
+  std::optional<Failure> failure() {
+    std::lock_guard<std::mutex> guard(mutex_);
+    return failure_;
+  }
+
+ private:
+  bool execute(const Statement& s) {
+    if (const auto* r = s.as<scenario::RepeatStmt>()) {
+      for (std::uint64_t i = 0; i < r->count; ++i) {
+        if (!execute(r->body)) return false;
+      }
+      return true;
+    }
+    if (const auto* b = s.as<scenario::BarrierStmt>()) return barrier(*b);
+    if (const auto* u = s.as<scenario::UseStmt>()) {
+      const mm::Status status = machine_.use_space(u->space);
+      return expect_status(s, status);
+    }
+    if (const auto* m = s.as<scenario::ModeStmt>()) {
+      machine_.set_mode(m->mode);
+      return true;
+    }
+    if (const auto* r = s.as<scenario::ReadStmt>()) return expect_access(s, machine_.access(r->address, hw::AccessKind::Read), r->address);
+    if (const auto* w = s.as<scenario::WriteStmt>()) {
+      return expect_access(s, machine_.access(w->address, hw::AccessKind::Write, w->value), w->address);
+    }
+    if (const auto* x = s.as<scenario::ExecStmt>()) return expect_access(s, machine_.access(x->address, hw::AccessKind::Fetch), x->address);
+    return expect_status(s, space_operation(s));
+  }
+
+  mm::Status space_operation(const Statement& s) {
+    if (const auto* sp = s.as<scenario::SpaceStmt>()) return machine_.create_space(sp->name);
+    if (const auto* f = s.as<scenario::ForkStmt>()) return machine_.fork_space(f->parent, f->child);
+    if (const auto* m = s.as<scenario::MapStmt>()) {
+      EmuSpace* space = machine_.space(m->space);
+      if (space == nullptr) return mm::Status::NotFound;
+      const mm::Status status = space->map(mm::MapRequest{.address = m->address, .length = m->length, .prot = m->prot,
+                                                          .kind = m->kind, .fork = m->fork, .physical = m->physical,
+                                                          .populate = m->populate});
+      machine_.emit(EventKind::Map, m->address.value(), m->length, static_cast<std::uint64_t>(status), 0, m->space);
+      return status;
+    }
+    if (const auto* u = s.as<scenario::UnmapStmt>()) {
+      EmuSpace* space = machine_.space(u->space);
+      if (space == nullptr) return mm::Status::NotFound;
+      const mm::Status status = space->unmap(u->address, u->length);
+      machine_.emit(EventKind::Unmap, u->address.value(), u->length, static_cast<std::uint64_t>(status), 0, u->space);
+      return status;
+    }
+    if (const auto* p = s.as<scenario::ProtectStmt>()) {
+      EmuSpace* space = machine_.space(p->space);
+      if (space == nullptr) return mm::Status::NotFound;
+      const mm::Status status = space->protect(p->address, p->length, p->prot);
+      machine_.emit(EventKind::Protect, p->address.value(), p->length, static_cast<std::uint64_t>(status), 0, p->space);
+      return status;
+    }
+    if (const auto* p = s.as<scenario::PinStmt>()) {
+      EmuSpace* space = machine_.space(p->space);
+      return space == nullptr ? mm::Status::NotFound : space->pin(p->address, p->length);
+    }
+    if (const auto* p = s.as<scenario::PokeStmt>()) {
+      EmuSpace* space = machine_.space(p->space);
+      return space == nullptr ? mm::Status::NotFound : space->write_u64(p->address, p->value);
+    }
+    return mm::Status::Ok;
+  }
+
+  bool expect_status(const Statement& s, mm::Status status) {
+    const Expectation& e = s.expect;
+    const bool holds = e.kind == OutcomeKind::Any || (e.kind == OutcomeKind::Ok && status == mm::Status::Ok) ||
+                       (e.kind == OutcomeKind::Error && status == e.error);
+    if (!holds) {
+      const std::string wanted = e.kind == OutcomeKind::Error ? status_text(e.error) : "OK";
+      fail(s.where, fmt::format("{} returned {}, expected {}", scenario::keyword_of(s), status_text(status), wanted));
+    }
+    return holds;
+  }
+
+  bool expect_access(const Statement& s, const AccessOutcome& outcome, mm::VirtAddr address) {
+    const Expectation& e = s.expect;
+    const bool segv = outcome.kind != AccessOutcome::Kind::Ok;
+    std::string problem;
+    if (outcome.kind == AccessOutcome::Kind::NoSpace) {
+      problem = "this CPU has no address space yet (`use` one first)";
+    } else if (e.kind == OutcomeKind::Segv && !segv) {
+      problem = "completed, expected segv";
+    } else if ((e.kind == OutcomeKind::Ok || e.kind == OutcomeKind::Value) && segv) {
+      problem = "was a segmentation fault, expected it to complete";
+    } else if (e.kind == OutcomeKind::Value && outcome.value != e.value) {
+      problem = fmt::format("read {:#x}, expected {:#x}", outcome.value, e.value);
+    } else if (!segv && outcome.value == mm::kPoisonPattern && s.is<scenario::ReadStmt>()) {
+      problem = "read the poison of a freed frame: data crossed owners";
+    }
+    if (!problem.empty()) {
+      fail(s.where, fmt::format("{} {:#x} {}", scenario::keyword_of(s), address.value(), problem));
+      return false;
+    }
+    return true;
+  }
+
+  bool barrier(const scenario::BarrierStmt& b) {
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      Barrier& state = barriers_[b.name];
+      generation = state.generation;
+      if (++state.arrived == state.participants) {
+        state.arrived = 0;
+        ++state.generation;
+        return true;
+      }
+    }
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> guard(mutex_);
+        if (barriers_[b.name].generation != generation || failure_) return !failure_;
+      }
+      if (cpu_context.scheduled) {
+        machine_.point(Wait::Spinning);
+        if (machine_.scheduler().deadlocked()) return false;
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+  const scenario::Scenario& scenario_;
+  Machine& machine_;
+  std::mutex mutex_;
+  std::map<std::string, Barrier> barriers_;
+  std::optional<Failure> failure_;
+};
+
+AllocatorKind allocator_of(const scenario::Options& options) {
+  if (!options.pmm) return AllocatorKind::Buddy;
+  switch (*options.pmm) {
+    case scenario::PmmKind::Buddy: return AllocatorKind::Buddy;
+    case scenario::PmmKind::Stack: return AllocatorKind::Stack;
+    case scenario::PmmKind::Bitmap: return AllocatorKind::Bitmap;
+  }
+  return AllocatorKind::Buddy;
+}
+
+std::string where(const scenario::Scenario& s, const scenario::SourceLocation& at) {
+  return fmt::format("{}:{}:{}", s.file, at.line, at.column);
+}
+
+std::string report_failure(const scenario::Scenario& s, Machine& machine, const Failure& f, std::uint64_t seed) {
+  std::string out = fmt::format("FAIL: {}: {}\n", where(s, f.where), f.message);
+  out += fmt::format("  seed {}, cpu {}, step {}\n", seed, f.cpu, f.step);
+  out += "  last events:\n";
+  for (std::uint32_t cpu = 0; cpu < machine.cpu_count(); ++cpu) {
+    for (const std::string& line : machine.trace().tail(cpu, 6)) out += "    " + line + "\n";
+  }
+  return out;
+}
+
+// Checks that need the spaces, then (after destroying them) the leak check.
+std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& machine, std::uint64_t free_at_start,
+                                      std::size_t& held) {
+  for (const scenario::Check& check : s.checks) {
+    std::string problem;
+    if (const auto* v = check.as<scenario::CheckValue>()) {
+      EmuSpace* space = machine.space(v->space);
+      const mm::Result<mm::u64> got = space ? space->read_u64(v->address) : mm::Result<mm::u64>(mm::Status::NotFound);
+      if (!got.ok()) problem = fmt::format("check value: reading {:#x} gave {}", v->address.value(), status_text(got.status()));
+      else if (got.value() != v->value) problem = fmt::format("check value {:#x}: {:#x}, expected {:#x}", v->address.value(), got.value(), v->value);
+    } else if (const auto* m = check.as<scenario::CheckMapped>()) {
+      EmuSpace* space = machine.space(m->space);
+      std::optional<mm::Prot> prot;
+      if (space) {
+        space->for_each_region([&](const mm::Region& r) {
+          if (r.contains(m->address) && r.kind != mm::RegionKind::Guard) prot = r.prot;
+        });
+      }
+      if (!prot) problem = fmt::format("check mapped {:#x}: nothing is mapped there", m->address.value());
+      else if (*prot != m->prot) problem = fmt::format("check mapped {:#x}: mapped {}, expected {}", m->address.value(), mm::prot_name(*prot), mm::prot_name(m->prot));
+    } else if (const auto* u = check.as<scenario::CheckUnmapped>()) {
+      EmuSpace* space = machine.space(u->space);
+      bool mapped = false;
+      if (space) space->for_each_region([&](const mm::Region& r) { mapped = mapped || (r.contains(u->address) && r.kind != mm::RegionKind::Guard); });
+      if (mapped) problem = fmt::format("check unmapped {:#x}: it is mapped", u->address.value());
+    } else if (const auto* f = check.as<scenario::CheckFaults>()) {
+      const std::uint64_t faults = machine.cpu(f->cpu).faults;
+      if (!scenario::compare(faults, f->comparison, f->count)) {
+        problem = fmt::format("check faults cpu {}: {} faults, expected {} {}", f->cpu, faults, scenario::comparison_symbol(f->comparison), f->count);
+      }
+    } else if (const auto* sd = check.as<scenario::CheckShootdowns>()) {
+      const std::uint64_t shootdowns = machine.ipis_sent();
+      if (!scenario::compare(shootdowns, sd->comparison, sd->count)) {
+        problem = fmt::format("check shootdowns: {}, expected {} {}", shootdowns, scenario::comparison_symbol(sd->comparison), sd->count);
+      }
+    } else {
+      continue;  // frames leaked: after the spaces are gone
+    }
+    if (!problem.empty()) return fmt::format("FAIL: {}: {}\n", where(s, check.where), problem);
+    ++held;
+  }
+  machine.destroy_spaces();
+  const std::uint64_t free_now = machine.free_frames();
+  const std::uint64_t leaked = free_at_start > free_now ? free_at_start - free_now : 0;
+  for (const scenario::Check& check : s.checks) {
+    if (const auto* l = check.as<scenario::CheckFramesLeaked>()) {
+      if (!scenario::compare(leaked, l->comparison, l->count)) {
+        return fmt::format("FAIL: {}: check frames leaked: {} frames leaked, expected {} {}\n", where(s, check.where), leaked,
+                           scenario::comparison_symbol(l->comparison), l->count);
+      }
+      ++held;
+    }
+  }
+  if (leaked != 0) return fmt::format("FAIL: {}: {} frames leaked after every space was destroyed\n", s.file, leaked);
+  return std::nullopt;
+}
+
+}  // namespace
+
+RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
+  RunResult result;
+  result.seed = options.seed.value_or(s.seed.value_or(1));
+  if (s.uses_unsafe_policy() && !options.allow_unsafe) {
+    const scenario::OptionSetting* option = s.options.find("shootdown");
+    const scenario::SourceLocation at = option ? option->value_where : s.machine.where;
+    result.exit_code = 2;
+    result.report = fmt::format("{}: error: shootdown policy '{}' reproduces a bug on purpose: pass --allow-unsafe to run it\n",
+                                where(s, at), option ? option->value : "?");
+    return result;
+  }
+
+  std::string error;
+  std::unique_ptr<Trace> trace = Trace::open(options.format, options.trace_out, options.filter, options.trace, error);
+  if (!trace) {
+    result.exit_code = 2;
+    result.report = "pagelab: " + error + "\n";
+    return result;
+  }
+  MachineConfig config;
+  config.cpus = s.machine.cpus;
+  config.ram_bytes = s.machine.ram_bytes;
+  config.tlb_preset = s.machine.tlb_preset;
+  config.pcid = s.machine.pcid;
+  config.psc = s.machine.psc;
+  config.allocator = allocator_of(s.options);
+  config.flush_threshold = s.options.flush_threshold.value_or(32);
+  config.ram = options.ram;
+  config.schedule.deterministic = options.deterministic;
+  config.schedule.seed = result.seed;
+  config.schedule.strategy = options.strategy;
+  config.schedule.replay = options.replay;
+  std::unique_ptr<Machine> machine = Machine::create(config, *trace, error);
+  if (!machine) {
+    result.exit_code = 2;
+    result.report = fmt::format("{}: error: {}\n", where(s, s.machine.tlb_where), error);
+    return result;
+  }
+  const std::uint64_t free_at_start = machine->free_frames();
+
+  Run run(s, *machine);
+  machine->emit(EventKind::Note, 0, 0, 0, 0, "set-up");
+  run.execute(s.setup);
+  if (!run.failed()) {
+    std::vector<std::thread> threads;
+    for (std::uint32_t cpu = 0; cpu < s.machine.cpus; ++cpu) {
+      threads.emplace_back([&, cpu] {
+        cpu_context = CpuContext{machine.get(), cpu, options.deterministic};
+        machine->scheduler().enter(cpu);
+        if (const scenario::CpuProgram* program = s.program_for(cpu)) run.execute(program->body);
+        machine->scheduler().exit(cpu);
+      });
+    }
+    for (auto& t : threads) t.join();
+    cpu_context = CpuContext{machine.get(), 0, false};
+  }
+  result.steps = machine->scheduler().steps();
+  result.schedule = machine->scheduler().schedule();
+  if (machine->scheduler().deadlocked() && !run.failed()) {
+    run.fail(s.machine.where, "deadlock: every CPU was waiting (a barrier no one else reaches?)");
+  }
+  if (options.replay && machine->scheduler().replay_diverged() && !run.failed()) {
+    run.fail(s.machine.where, "the recorded schedule does not fit this run (another scenario, or other options?)");
+  }
+  if (const std::optional<Failure> failure = run.failure()) {
+    result.exit_code = 1;
+    result.report = report_failure(s, *machine, *failure, result.seed);
+    trace->finish();
+    return result;
+  }
+  std::size_t held = 0;
+  if (const std::optional<std::string> problem = run_checks(s, *machine, free_at_start, held)) {
+    result.exit_code = 1;
+    result.report = *problem + fmt::format("  seed {}, {} steps\n", result.seed, result.steps);
+    trace->finish();
+    return result;
+  }
+  std::uint64_t faults = 0;
+  for (std::uint32_t cpu = 0; cpu < machine->cpu_count(); ++cpu) faults += machine->cpu(cpu).faults;
+  trace->finish();
+  result.report = fmt::format("PASS: {}: {} checks held, no frame leaked (seed {}, {} steps, {} page faults)\n", s.file, held,
+                              result.seed, result.steps, faults);
+  return result;
+}
+
+}  // namespace pagelab::emu

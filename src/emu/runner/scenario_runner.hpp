@@ -1,0 +1,45 @@
+// Runs a parsed scenario on an emulated machine: the set-up on CPU 0, then
+// every CPU's program on its own thread under the scheduler, then the final
+// checks, and says whether everything held. Exit status: 0 when it did, 1
+// with a report of the first failure (its place in the file, the seed, the
+// step, and the last trace events of every CPU), 2 for a scenario the
+// machine cannot run (an unknown TLB preset, an unsafe policy without
+// --allow-unsafe).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "emu/ram/ram.hpp"
+#include "emu/sched/scheduler.hpp"
+#include "emu/scenario/ast.hpp"
+#include "emu/trace/trace.hpp"
+
+namespace pagelab::emu {
+
+struct RunOptions {
+  std::optional<std::uint64_t> seed;  // wins over the scenario's `seed`
+  bool deterministic = true;
+  Strategy strategy;
+  bool allow_unsafe = false;
+  TraceFormat format = TraceFormat::Text;
+  bool trace = true;          // false: no trace output (the failure report still shows the tails)
+  std::string trace_out;      // empty: standard output
+  TraceFilter filter;
+  RamSpec ram;
+  std::optional<std::vector<std::uint32_t>> replay;
+};
+
+struct RunResult {
+  int exit_code = 0;
+  std::string report;  // the PASS line, or the failure report
+  std::uint64_t seed = 0;
+  std::uint64_t steps = 0;
+  std::vector<std::uint32_t> schedule;  // deterministic runs
+};
+
+RunResult run_scenario(const scenario::Scenario& scenario, const RunOptions& options);
+
+}  // namespace pagelab::emu
