@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs pagelab's main job. Until the emulator lands
-# (issue 4/5) that is the physical-memory benchmark summary: every allocator
-# on a fragmented 256 MiB pool, with a short measuring time per benchmark.
-#   scripts/run.sh [extra Google Benchmark flags, e.g. --benchmark_filter=Buddy]
+# Sets up, builds and runs pagelab's main job: the emulator on the bundled
+# demo scenario (a demand-zero fault, a copy-on-write copy after fork, and a
+# second CPU reading the child), printing its trace.
+#   scripts/run.sh [pagelab run options, e.g. --seed 3 --trace jsonl]
+# The physical-memory benchmarks: build/bin/pagelab-bench (or scripts/bench.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh build
-exec build/bin/pagelab-bench --benchmark_min_time=0.05 "$@"
+exec build/bin/pagelab run examples/demo.scenario "$@"

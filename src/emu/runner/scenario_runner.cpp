@@ -157,12 +157,12 @@ class Run {
     } else if ((e.kind == OutcomeKind::Ok || e.kind == OutcomeKind::Value) && segv) {
       problem = "was a segmentation fault, expected it to complete";
     } else if (e.kind == OutcomeKind::Value && outcome.value != e.value) {
-      problem = fmt::format("read {:#x}, expected {:#x}", outcome.value, e.value);
+      problem = fmt::format("got {:#x}, expected {:#x}", outcome.value, e.value);
     } else if (!segv && outcome.value == mm::kPoisonPattern && s.is<scenario::ReadStmt>()) {
       problem = "read the poison of a freed frame: data crossed owners";
     }
     if (!problem.empty()) {
-      fail(s.where, fmt::format("{} {:#x} {}", scenario::keyword_of(s), address.value(), problem));
+      fail(s.where, fmt::format("{} {:#x}: {}", scenario::keyword_of(s), address.value(), problem));
       return false;
     }
     return true;
