@@ -122,6 +122,7 @@ TEST(Scheduler, EveryoneSpinningIsADeadlock) {
     threads.emplace_back([&, cpu] {
       s.enter(cpu);
       while (!s.stopped()) s.point(cpu, Wait::Spinning);
+      s.exit(cpu);
     });
   }
   for (auto& t : threads) t.join();
