@@ -238,3 +238,36 @@ TEST(AddressSpaceLifecycle, ThousandsOfCreateForkDestroyCyclesLeakNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(AddressSpaceLargePages, DeviceRegionsMapTwoMegabytePagesWhereAlignmentAllows) {
+  using namespace pagelab::test;
+  VmWorld world(8192);  // 32 MiB of frames from 0x1000000
+  auto space = world.new_space();
+  constexpr mm::u64 M2 = 2 << 20;
+  // 4 MiB + 8 KiB of "device" at a 2 MiB-aligned physical address; the
+  // mapping starts 8 KiB before a 2 MiB boundary.
+  const mm::PhysAddr device(0x2000000 - 0x2000);
+  const mm::u64 va = 0x40000000 - 0x2000;
+  ASSERT_EQ(space->map(mm::MapRequest{.address = mm::VirtAddr(va), .length = 2 * M2 + 0x2000,
+                                      .prot = mm::Prot::ReadWrite, .kind = mm::RegionKind::Physical,
+                                      .physical = device, .populate = true}),
+            mm::Status::Ok);
+  EXPECT_EQ(world.walk(*space, va).page_bytes, 4096u);        // the unaligned head: 4 KiB pages
+  EXPECT_EQ(world.walk(*space, 0x40000000).page_bytes, M2);   // then whole 2 MiB pages
+  EXPECT_EQ(world.walk(*space, 0x40000000 + M2 + 5).physical, 0x2000000 + M2 + 5);
+  // Protecting part of a large page splits it; the rest keeps its rights.
+  ASSERT_EQ(space->protect(mm::VirtAddr(0x40000000 + 0x3000), 0x1000, mm::Prot::Read), mm::Status::Ok);
+  EXPECT_FALSE(world.walk(*space, 0x40003000).writable);
+  EXPECT_EQ(world.walk(*space, 0x40003000).page_bytes, 4096u);
+  EXPECT_TRUE(world.walk(*space, 0x40004000).writable);
+  EXPECT_EQ(world.walk(*space, 0x40000000 + M2).page_bytes, M2);
+  auto child = world.new_space();
+  ASSERT_EQ(space->fork(*child), mm::Status::Ok);
+  EXPECT_EQ(world.walk(*child, 0x40000000 + M2).page_bytes, M2);  // fork shares the large page as it is
+  child->destroy();
+  space->destroy();
+}
+
+}  // namespace

@@ -2,6 +2,8 @@
 //   pagelab run SCENARIO [--seed N] [--trace text|jsonl|chrome|none] [--trace-out FILE]
 //                        [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
 //                        [--parallel] [--strategy random|pct:D] [--allow-unsafe]
+//   pagelab inspect --ram SPEC [--space NAME] [--address VA] [--format text|dot]
+//   pagelab trace FILE [--tlb tiny|skylake|zen2] [--json]
 // Exit status: 0 when the scenario held, 1 when it did not, 2 for bad input.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -10,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "emu/cli/inspect.hpp"
+#include "emu/cli/lackey_replay.hpp"
 #include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/parser.hpp"
 
@@ -137,7 +141,31 @@ int main(int argc, char** argv) {
   run->add_flag("--parallel", parallel, "let the CPUs run freely (not deterministic)");
   run->add_flag("--allow-unsafe", options.allow_unsafe, "accept the unsafe-* shootdown policies");
 
-  CLI11_PARSE(app, argc, argv);
+  std::string inspect_ram, inspect_space, inspect_address, inspect_format = "text";
+  CLI::App* inspect = app.add_subcommand("inspect", "walk the page tables in a named RAM (left by run --ram)");
+  inspect->add_option("--ram", inspect_ram, "shm:NAME or file:PATH")->required();
+  inspect->add_option("--space", inspect_space, "only this address space (default: every one)");
+  inspect->add_option("--address", inspect_address, "show this address's translation, level by level");
+  inspect->add_option("--format", inspect_format, "text (default) or dot (Graphviz)");
+
+  std::string trace_file, trace_tlb = "skylake";
+  bool trace_json = false;
+  CLI::App* trace = app.add_subcommand("trace", "replay a valgrind lackey trace through one CPU's TLB and MMU");
+  trace->add_option("file", trace_file, "the trace (valgrind --tool=lackey --trace-mem=yes)")->required();
+  trace->add_option("--tlb", trace_tlb, "the TLB preset: tiny, skylake (default) or zen2");
+  trace->add_flag("--json", trace_json, "print the counts as JSON");
+
+  for (CLI::App* sub : {run, inspect, trace}) sub->set_version_flag("--version", std::string("pagelab ") + PAGELAB_VERSION);
+
+  // CLI11_PARSE would exit with CLI11's own codes (106 for a missing
+  // option); every usage error is a 2 here, --help and --version a 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (inspect->parsed()) return emu::inspect_command(inspect_ram, inspect_space, inspect_address, inspect_format);
+  if (trace->parsed()) return emu::trace_command(trace_file, trace_tlb, trace_json);
   if (run->parsed()) {
     if (run->count("--seed") > 0) options.seed = seed;
     options.deterministic = !parallel;

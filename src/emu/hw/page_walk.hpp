@@ -468,69 +468,78 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
   };
   // Reserved in every present entry: bits 51:MAXPHYADDR, and XD without NXE.
   const u64 reserved_any = features.reserved_address_bits() | (cr.nxe() ? 0 : entry::kXD);
-  // 1 GiB leaf: bits 29:13 (bit 12 is PAT), or PS itself without 1 GiB pages; 2 MiB leaf: bits 20:13.
-  const u64 reserved_1g =
-      features.gb_pages ? (span_of_level(3) - 1) & ~u64{0x1FFF} : entry::kPS;
-  constexpr u64 kReserved2M = (span_of_level(2) - 1) & ~u64{0x1FFF};
+  // A 1 GiB leaf: bits 29:13 (bit 12 is PAT), or PS itself without 1 GiB pages.
+  const u64 reserved_1g = features.gb_pages ? (span_of_level(3) - 1) & ~u64{0x1FFF} : entry::kPS;
   const Pcid pcid = cr.pcid();
+  const u64 wanted_leaf_bits = entry::kA | (access.is_write() ? entry::kD : 0);
 
   for (;;) {
     u64 table = cr.root();
-    // Rights as bits: R/W and U/S ANDed, XD ORed, over the entries read.
-    u64 and_bits = entry::kRW | entry::kUS;
+    // Rights as bits: R/W and U/S ANDed, XD ORed, over the entries read; and
+    // whether every entry read already has A.
+    u64 and_bits = entry::kRW | entry::kUS | entry::kA;
     u64 or_bits = 0;
-    int level = kWalkLevels;
+    u64 leaf = 0;
+    int leaf_level = 0;
+    u8 count = 0;
+    int start = kWalkLevels;
     r.psc_level = 0;
     if (psc != nullptr) {
       if (const PagingStructureCache::Hit hit = psc->lookup(va, pcid)) {
         r.psc_level = hit.level;
-        level = hit.level - 1;
+        start = hit.level - 1;
         table = hit.table;
-        and_bits = (hit.rights.writable ? entry::kRW : 0) | (hit.rights.user ? entry::kUS : 0);
+        and_bits = (hit.rights.writable ? entry::kRW : 0) | (hit.rights.user ? entry::kUS : 0) | entry::kA;
         or_bits = hit.rights.no_execute ? entry::kXD : 0;
       }
     }
     const u64 and_above = and_bits;
     const u64 or_above = or_bits;
 
-    // Read down to the leaf.
-    u8 count = 0;
-    u64 leaf = 0;
-    for (;; --level) {
-      const u64 address = table + index_at_level(va, level) * 8;
+    // One level of the walk, with the level a constant so that its shifts
+    // and reserved-bit masks fold: true when the walk goes on below.
+    bool faulted = false;
+    const auto read_level = [&]<int Level>() -> bool {
+      const u64 address = table + index_at_level(va, Level) * 8;
       const u64 e = port.load(address);
-      r.steps[count++] = WalkStep{static_cast<u8>(level), address, e};
+      r.steps[count++] = WalkStep{static_cast<u8>(Level), address, e};
       if (!(e & entry::kP)) [[unlikely]] {
-        r.step_count = count;
-        fail(FaultReason::NotPresent, level);
-        return r;
+        fail(FaultReason::NotPresent, Level);
+        faulted = true;
+        return false;
       }
-      const bool ps = level > 1 && (e & entry::kPS);
+      const bool ps = Level > 1 && Level < 4 && (e & entry::kPS);
       u64 reserved = reserved_any;
-      if (level == 4) {
-        reserved |= entry::kPS;
-      } else if (ps) {
-        reserved |= level == 3 ? reserved_1g : kReserved2M;
-      }
+      if constexpr (Level == 4) reserved |= entry::kPS;
+      if constexpr (Level == 3) reserved |= ps ? reserved_1g : 0;
+      if constexpr (Level == 2) reserved |= ps ? (span_of_level(2) - 1) & ~u64{0x1FFF} : 0;
       if (e & reserved) [[unlikely]] {
-        r.step_count = count;
-        fail(FaultReason::ReservedBit, level);
-        return r;
+        fail(FaultReason::ReservedBit, Level);
+        faulted = true;
+        return false;
       }
       and_bits &= e;
       or_bits |= e & entry::kXD;
-      if (level == 1 || ps) {
+      if (Level == 1 || ps) {
         leaf = e;
-        break;
+        leaf_level = Level;
+        return false;
       }
       table = e & entry::kAddress;
-    }
+      return true;
+    };
+    // Down from `start`: 4 without a PSC hit.
+    bool more = true;
+    if (start >= 4) more = read_level.template operator()<4>();
+    if (more && start >= 3) more = read_level.template operator()<3>();
+    if (more && start >= 2) more = read_level.template operator()<2>();
+    if (more) read_level.template operator()<1>();
     r.step_count = count;
-    const int leaf_level = level;
+    if (faulted) return r;
+
     const Permissions rights{.writable = (and_bits & entry::kRW) != 0,
                              .user = (and_bits & entry::kUS) != 0,
                              .no_execute = or_bits != 0};
-
     // The rights of the whole translation (SDM 4.6).
     const FaultReason denied = access_violation(rights, cr, access);
     if (denied != FaultReason::None) [[unlikely]] {
@@ -538,32 +547,35 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
       return r;
     }
 
-    // Accessed flags on every entry read, dirty on the leaf of a write (SDM 4.8).
-    bool restart = false;
-    for (u8 i = 0; i < count && !restart; ++i) {
-      const WalkStep& step = r.steps[i];
-      const bool is_leaf = i + 1 == count;
-      const u64 bits = entry::kA | (is_leaf && access.is_write() ? entry::kD : 0);
-      u64 current = step.entry;
-      while ((current & bits) != bits) [[unlikely]] {
-        u64 expected = current;
-        if (port.compare_exchange(step.entry_address, expected, current | bits)) {
-          current |= bits;
-          break;
+    // Accessed flags on every entry read, dirty on the leaf of a write (SDM
+    // 4.8) -- unless they are all there already, the common case.
+    if (!(and_bits & entry::kA) || (leaf & wanted_leaf_bits) != wanted_leaf_bits) [[unlikely]] {
+      bool restart = false;
+      for (u8 i = 0; i < count && !restart; ++i) {
+        const WalkStep& step = r.steps[i];
+        const bool is_leaf = i + 1 == count;
+        const u64 bits = is_leaf ? wanted_leaf_bits : entry::kA;
+        u64 current = step.entry;
+        while ((current & bits) != bits) {
+          u64 expected = current;
+          if (port.compare_exchange(step.entry_address, expected, current | bits)) {
+            current |= bits;
+            break;
+          }
+          // Someone changed the entry since we read it. Only A/D: set ours on
+          // the new value. Anything else: what we read is stale; start over.
+          if ((expected & ~(entry::kA | entry::kD)) != (step.entry & ~(entry::kA | entry::kD))) {
+            restart = true;
+            break;
+          }
+          current = expected;
         }
-        // Someone changed the entry since we read it. Only A/D: set ours on
-        // the new value. Anything else: what we read is stale; start over.
-        if ((expected & ~(entry::kA | entry::kD)) != (step.entry & ~(entry::kA | entry::kD))) {
-          restart = true;
-          break;
-        }
-        current = expected;
+        if (is_leaf) leaf = current;
       }
-      if (is_leaf) leaf = current;
-    }
-    if (restart) [[unlikely]] {
-      ++r.restarts;
-      continue;
+      if (restart) {
+        ++r.restarts;
+        continue;
+      }
     }
 
     // Cache the non-leaf entries read, with the rights down to each.

@@ -22,7 +22,7 @@ Tlb::Tlb(const TlbGeometry& geometry) : geometry_(geometry) {
   const u32 total = geometry_.entries();
   keys_.assign(total, kEmpty);
   stamps_.assign(total, 0);
-  entries_.assign(total, TlbEntry{});
+  payloads_.assign(total, 0);
   live_.assign(3 * (geometry_.l1d.size() + geometry_.l1i.size() + geometry_.l2.size()), 0);
   u32 next_slot = 0, next_array = 0;
   build(l1d_, geometry_.l1d, TlbLevel::L1, next_slot, next_array);
@@ -39,7 +39,7 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
     Array& array = bank.arrays[a];
     array.keys = keys_.data() + next_slot;
     array.stamps = stamps_.data() + next_slot;
-    array.entries = entries_.data() + next_slot;
+    array.payloads = payloads_.data() + next_slot;
     array.live = live_.data() + 3 * next_array++;
     array.sets = g.sets;
     array.ways = g.ways;
@@ -47,6 +47,12 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
     array.set_mask = array.sets_pow2 ? g.sets - 1 : 0;
     array.sizes = g.sizes;
     next_slot += g.entries();
+  }
+  for (PageSize size : {PageSize::Size4K, PageSize::Size2M, PageSize::Size1G}) {
+    bank.array_for_size[static_cast<unsigned>(size)] = -1;
+    for (u32 a = 0; a < bank.array_count; ++a) {
+      if (bank.arrays[a].sizes & size_bit(size)) bank.array_for_size[static_cast<unsigned>(size)] = static_cast<std::int8_t>(a);
+    }
   }
   // Probes by page size, smallest first: the common case is found first.
   bank.probe_count = 0;
@@ -56,7 +62,7 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
       if (!(array.sizes & size_bit(size))) continue;
       bank.probes[bank.probe_count++] = Probe{.keys = array.keys,
                                               .stamps = array.stamps,
-                                              .entries = array.entries,
+                                              .payloads = array.payloads,
                                               .live = array.live + static_cast<unsigned>(size),
                                               .vpn_mask = kVpnBits & ~(bytes_of(size) - 1),
                                               .size_key = size_key(size),
@@ -69,29 +75,6 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
   }
 }
 
-// The clock wrapped: keep each set's LRU order, with small numbers.
-void Tlb::renumber_stamps() {
-  std::vector<u32> rank;
-  for (Bank* bank : {&l1d_, &l1i_, &l2_}) {
-    for (u32 a = 0; a < bank->array_count; ++a) {
-      Array& array = bank->arrays[a];
-      rank.assign(array.ways, 0);
-      for (u32 set = 0; set < array.sets; ++set) {
-        u32* stamps = array.stamps + set * array.ways;
-        // Ways are few and this runs once every 2^32 uses: a quadratic rank will do.
-        for (u32 w = 0; w < array.ways; ++w) {
-          rank[w] = 0;
-          for (u32 v = 0; v < array.ways; ++v) {
-            rank[w] += (stamps[v] < stamps[w] || (stamps[v] == stamps[w] && v < w)) ? 1 : 0;
-          }
-        }
-        for (u32 w = 0; w < array.ways; ++w) stamps[w] = rank[w];
-      }
-    }
-  }
-  clock_ = kMaxTlbWays;
-}
-
 TlbLookup Tlb::lookup_below_l1(u64 va, Pcid pcid, AccessKind kind) {
   const Found found = find(l2_, va, pcid);
   if (found.probe == nullptr) {
@@ -100,63 +83,94 @@ TlbLookup Tlb::lookup_below_l1(u64 va, Pcid pcid, AccessKind kind) {
   }
   found.probe->stamps[found.index] = tick();
   ++counters_.l2_hits;
-  const TlbEntry entry = found.probe->entries[found.index];
+  const TlbEntry entry = decode(found.key, found.probe->payloads[found.index]);
   Bank& l1 = l1_for(kind);
-  for (u32 a = 0; a < l1.array_count; ++a) {
-    if (l1.arrays[a].sizes & size_bit(entry.size)) {
-      fill(l1, entry);
-      ++counters_.l1_refills;
-      break;
-    }
+  if (l1.array_for_size[static_cast<unsigned>(entry.size)] >= 0) {
+    fill(l1, entry.size, entry.page, found.key, found.probe->payloads[found.index]);
+    ++counters_.l1_refills;
   }
   return TlbLookup{TlbLevel::L2, entry};
 }
 
-void Tlb::fill(Bank& bank, const TlbEntry& entry) {
-  const PageSizeSet size = size_bit(entry.size);
-  for (u32 a = 0; a < bank.array_count; ++a) {
-    const Array& array = bank.arrays[a];
-    if (!(array.sizes & size)) continue;
-    const u64 key = key_of(entry);
-    const u64 page_number = entry.page >> std::countr_zero(entry.bytes());
-    const u32 first = array.first_way(page_number);
-    // Pick the way: the same translation (refreshed in place), else an empty
-    // way, else the least recently used one. Branch-free: which way wins is
-    // data the predictor cannot learn.
-    u32 victim = first;  // ways >= 1
-    u64 best = ~u64{0};
-    for (u32 i = first; i < first + array.ways; ++i) {
-      const u64 k = array.keys[i];
-      const u64 score = k == key ? 0 : k == kEmpty ? 1 : u64{array.stamps[i]} + 2;
-      victim = score < best ? i : victim;
-      best = score < best ? score : best;
-    }
-    if (best != 0) {
-      // Keep the per-size counts exact, touching them only when they change
-      // (they are read by every lookup).
-      const unsigned size_index = static_cast<unsigned>(entry.size);
-      const u64 old = array.keys[victim];
-      if (old == kEmpty) {
-        ++array.live[size_index];
-      } else {
-        ++counters_.evictions;
-        if (size_index_of_key(old) != size_index) {
-          --array.live[size_index_of_key(old)];
-          ++array.live[size_index];
-        }
-      }
-      array.keys[victim] = key;
-    }
-    array.stamps[victim] = tick();
-    array.entries[victim] = entry;
-    return;  // validate() guarantees one array per size and level
+namespace {
+
+// Which of a set's `ways` ways an insert of `key` takes: the way already
+// holding `key` (a refresh), else the least recently used one (an empty way
+// has stamp 0, so it goes first). Branch-free where the outcome is data the
+// predictor cannot learn; with `Ways` a constant (the common geometries) the
+// loops unroll completely.
+template <u32 Ways>
+u32 pick_way_fixed(const u64* keys, const u64* stamps, u64 key) {
+  u32 same = Ways;
+  for (u32 w = 0; w < Ways; ++w) same = keys[w] == key ? w : same;
+  if (same != Ways) [[unlikely]] return same;
+  // Four independent minimum chains over (stamp << 8 | way).
+  u64 best[4] = {~u64{0}, ~u64{0}, ~u64{0}, ~u64{0}};
+  for (u32 w = 0; w < Ways; ++w) {
+    const u64 candidate = stamps[w] << 8 | w;
+    best[w % 4] = candidate < best[w % 4] ? candidate : best[w % 4];
   }
+  const u64 low = best[0] < best[1] ? best[0] : best[1];
+  const u64 high = best[2] < best[3] ? best[2] : best[3];
+  return static_cast<u32>((low < high ? low : high) & 0xFF);
+}
+
+u32 pick_way_any(const u64* keys, const u64* stamps, u64 key, u32 ways) {
+  for (u32 w = 0; w < ways; ++w) {
+    if (keys[w] == key) [[unlikely]] return w;
+  }
+  u64 best = ~u64{0};
+  for (u32 w = 0; w < ways; ++w) {
+    const u64 candidate = stamps[w] << 8 | w;
+    best = candidate < best ? candidate : best;
+  }
+  return static_cast<u32>(best & 0xFF);
+}
+
+u32 pick_way(const u64* keys, const u64* stamps, u64 key, u32 ways) {
+  switch (ways) {
+    case 4: return pick_way_fixed<4>(keys, stamps, key);
+    case 8: return pick_way_fixed<8>(keys, stamps, key);
+    case 12: return pick_way_fixed<12>(keys, stamps, key);
+    case 16: return pick_way_fixed<16>(keys, stamps, key);
+    default: return pick_way_any(keys, stamps, key, ways);
+  }
+}
+
+}  // namespace
+
+void Tlb::fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload) {
+  const int a = bank.array_for_size[static_cast<unsigned>(size)];
+  if (a < 0) return;
+  const Array& array = bank.arrays[a];
+  const u32 first = array.first_way(page >> std::countr_zero(bytes_of(size)));
+  const u32 victim = first + pick_way(array.keys + first, array.stamps + first, key, array.ways);
+  const u64 old = array.keys[victim];
+  if (old != key) {
+    // Keep the per-size counts exact, touching them only when they change
+    // (every lookup reads them).
+    const unsigned size_index = static_cast<unsigned>(size);
+    if (old == kEmpty) {
+      ++array.live[size_index];
+    } else {
+      ++counters_.evictions;
+      if (size_index_of_key(old) != size_index) {
+        --array.live[size_index_of_key(old)];
+        ++array.live[size_index];
+      }
+    }
+    array.keys[victim] = key;
+  }
+  array.stamps[victim] = tick();
+  array.payloads[victim] = payload;
 }
 
 void Tlb::insert(const TlbEntry& entry, AccessKind kind) {
   ++counters_.fills;
-  fill(l1_for(kind), entry);
-  fill(l2_, entry);
+  const u64 key = key_of(entry);
+  const u64 payload = payload_of(entry);
+  fill(l1_for(kind), entry.size, entry.page, key, payload);
+  fill(l2_, entry.size, entry.page, key, payload);
 }
 
 // pred(key) decides, for every valid way.

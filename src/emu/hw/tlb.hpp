@@ -17,6 +17,7 @@
 // is one array sized at construction. Not thread-safe: one CPU owns it.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "emu/hw/page_walk.hpp"
@@ -96,7 +97,7 @@ class Tlb {
     if (found.probe != nullptr) [[likely]] {
       found.probe->stamps[found.index] = tick();
       ++counters_.l1_hits;
-      return TlbLookup{TlbLevel::L1, found.probe->entries[found.index]};
+      return TlbLookup{TlbLevel::L1, decode(found.key, found.probe->payloads[found.index])};
     }
     return lookup_below_l1(va, pcid, kind);
   }
@@ -140,7 +141,7 @@ class Tlb {
       for (u32 a = 0; a < bank->array_count; ++a) {
         const Array& array = bank->arrays[a];
         for (u32 i = 0; i < array.sets * array.ways; ++i) {
-          if (array.keys[i] != kEmpty) f(array.entries[i], bank->level);
+          if (array.keys[i] != kEmpty) f(decode(array.keys[i], array.payloads[i]), bank->level);
         }
       }
     }
@@ -159,13 +160,18 @@ class Tlb {
   u64 valid_entries() const;
 
  private:
-  // Each way of a set is one 8-byte key, kept apart from its entry and its
-  // LRU stamp so that a probe reads one or two cache lines:
+  // Each way of a set is an 8-byte key, an 8-byte payload and an LRU stamp,
+  // in three separate arrays, so that a probe reads one or two cache lines
+  // of keys and a hit one payload. The key:
   //   bits 47:12  the page's virtual address (bits 63:48 are its sign
   //               extension: lookups take canonical addresses only);
   //   bits 11:0   the PCID (0 for a global entry);
   //   bits 49:48  1 + PageSize (so 0 means an empty way);
   //   bit 50      global.
+  // The payload:
+  //   bits 63:52  the PCID the entry was made under (also for a global one);
+  //   bits 51:12  the frame;
+  //   bits 3:0    dirty, no-execute, user, writable (bit 3 .. bit 0).
   static constexpr u64 kEmpty = 0;
   static constexpr u64 kVpnBits = 0x0000'FFFF'FFFF'F000;
   static constexpr u64 kGlobalKey = u64{1} << 50;
@@ -174,14 +180,32 @@ class Tlb {
   static constexpr u64 size_key(PageSize size) { return u64{static_cast<u8>(size) + 1u} << kSizeShift; }
   static constexpr unsigned size_index_of_key(u64 key) { return static_cast<unsigned>((key >> kSizeShift) & 3) - 1; }
   static constexpr u64 key_of(const TlbEntry& e) {
-    return (e.page & kVpnBits) | size_key(e.size) | (e.global ? kGlobalKey : u64{e.pcid});
+    return (e.page & kVpnBits & ~(e.bytes() - 1)) | size_key(e.size) | (e.global ? kGlobalKey : u64{e.pcid});
+  }
+  static constexpr u64 kFrameBits = 0x000F'FFFF'FFFF'F000;
+  static constexpr u64 payload_of(const TlbEntry& e) {
+    return (u64{e.pcid} << 52) | (e.frame & kFrameBits & ~(e.bytes() - 1)) | (e.rights.writable ? 1u : 0u) |
+           (e.rights.user ? 2u : 0u) | (e.rights.no_execute ? 4u : 0u) | (e.dirty ? 8u : 0u);
+  }
+  static constexpr TlbEntry decode(u64 key, u64 payload) {
+    // Bit 47 of the page address, sign-extended over 63:48.
+    const u64 page = static_cast<u64>(static_cast<std::int64_t>((key & kVpnBits) << 16) >> 16);
+    return TlbEntry{.page = page,
+                    .frame = payload & kFrameBits,
+                    .size = static_cast<PageSize>(size_index_of_key(key)),
+                    .pcid = static_cast<Pcid>(payload >> 52),
+                    .global = (key & kGlobalKey) != 0,
+                    .rights = Permissions{.writable = (payload & 1) != 0,
+                                          .user = (payload & 2) != 0,
+                                          .no_execute = (payload & 4) != 0},
+                    .dirty = (payload & 8) != 0};
   }
 
   // One set-associative array's storage and shape.
   struct Array {
     u64* keys = nullptr;
-    u32* stamps = nullptr;  // LRU: the clock at the last use
-    TlbEntry* entries = nullptr;
+    u64* stamps = nullptr;  // LRU: the clock at the last use; 0 for an empty way
+    u64* payloads = nullptr;
     u32 sets = 1;
     u32 ways = 1;
     u64 set_mask = 0;  // sets - 1 when sets is a power of two
@@ -199,8 +223,8 @@ class Tlb {
   // array holds no entry of its size.
   struct Probe {
     u64* keys = nullptr;
-    u32* stamps = nullptr;
-    TlbEntry* entries = nullptr;
+    u64* stamps = nullptr;
+    u64* payloads = nullptr;
     const u32* live = nullptr;  // the array's count of valid entries of this size
     u64 vpn_mask = 0;           // kVpnBits without the size's offset bits
     u64 size_key = 0;
@@ -219,6 +243,7 @@ class Tlb {
   struct Bank {
     Array arrays[kMaxTlbArraysPerLevel];
     u32 array_count = 0;
+    std::int8_t array_for_size[3] = {-1, -1, -1};  // by PageSize: the array holding it, or -1
     Probe probes[3 * kMaxTlbArraysPerLevel];
     u32 probe_count = 0;
     TlbLevel level = TlbLevel::L1;
@@ -227,6 +252,7 @@ class Tlb {
   struct Found {
     const Probe* probe = nullptr;
     u32 index = 0;
+    u64 key = 0;
   };
 
   const Bank& l1_for(AccessKind kind) const {
@@ -243,24 +269,24 @@ class Tlb {
       const u32 first = probe->first_way(va);
       for (u32 i = first; i != first + probe->ways; ++i) {
         const u64 key = probe->keys[i];
-        if (key == local || key == global) return Found{probe, i};
+        if (key == local || key == global) return Found{probe, i, key};
       }
     }
     return Found{};
   }
-  u32 tick() {
-    if (++clock_ == 0) [[unlikely]] renumber_stamps();
-    return clock_;
-  }
-  void renumber_stamps();
+  // The LRU clock: 64 bits never wrap.
+  u64 tick() { return ++clock_; }
   void build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLevel level, u32& next_slot, u32& next_array);
   static void forget(const Array& array, u32 index) {
     --array.live[size_index_of_key(array.keys[index])];
     array.keys[index] = kEmpty;
+    array.stamps[index] = 0;  // an empty way is always the least recently used
   }
 
   TlbLookup lookup_below_l1(u64 va, Pcid pcid, AccessKind kind);
-  void fill(Bank& bank, const TlbEntry& entry);
+  // Writes (key, payload) for a page of `size` at `page` into the bank's
+  // array for that size, if it has one.
+  void fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload);
   template <typename Pred>
   u64 drop_all_where(Pred pred);
   template <typename Pred>
@@ -268,13 +294,13 @@ class Tlb {
 
   TlbGeometry geometry_;
   std::vector<u64> keys_;
-  std::vector<u32> stamps_;
-  std::vector<TlbEntry> entries_;
+  std::vector<u64> stamps_;
+  std::vector<u64> payloads_;
   std::vector<u32> live_;  // Array::live of every array
   Bank l1d_;
   Bank l1i_;
   Bank l2_;
-  u32 clock_ = 0;
+  u64 clock_ = 0;
   TlbCounters counters_;
 };
 

@@ -53,7 +53,7 @@ struct TlbGeometry {
 
 // Limits a geometry must stay within.
 inline constexpr u32 kMaxTlbArraysPerLevel = 3;
-inline constexpr u32 kMaxTlbWays = 256;
+inline constexpr u32 kMaxTlbWays = 256;  // a way number fits in 8 bits
 inline constexpr u32 kMaxTlbEntries = u32{1} << 20;
 
 // An empty string when `geometry` is usable, otherwise what is wrong with it.

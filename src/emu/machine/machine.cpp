@@ -57,10 +57,16 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
   if (!m->ram_) return nullptr;
   m->ram_->header().cpus = config.cpus;
 
-  // The memory map of a plain PC: RAM from 0, the first MiB kept back.
+  // The memory map of a plain PC: RAM from 0, the first MiB kept back; and
+  // at the top a device window the allocator never uses, for `phys=`
+  // mappings (machine.hpp, device_window).
   mm::MemoryMap map;
-  const mm::MemoryRange ram{mm::PhysAddr(0), config.ram_bytes, mm::MemoryKind::Free};
-  if (map.ingest(mm::Span<const mm::MemoryRange>(&ram, 1)) != mm::Status::Ok) {
+  const std::uint64_t window = device_window_bytes(config.ram_bytes);
+  const mm::MemoryRange ranges[] = {
+      {mm::PhysAddr(0), config.ram_bytes, mm::MemoryKind::Free},
+      {mm::PhysAddr(config.ram_bytes - window), window, mm::MemoryKind::Device},
+  };
+  if (map.ingest(mm::Span<const mm::MemoryRange>(ranges, window != 0 ? 2 : 1)) != mm::Status::Ok) {
     error = "the machine has no usable RAM above 1 MiB: give it more";
     return nullptr;
   }

@@ -6,6 +6,9 @@
 // Layout (vm/layout.hpp): user space is [4 MiB, 2^47); the upper half of the
 // page tables is the kernel's, shared with every space.
 //
+// Physical (device) regions map 2 MiB pages wherever alignment allows;
+// anonymous memory is mapped in 4 KiB pages.
+//
 // Frames: anonymous memory is demand-zero. A never-written page maps the
 // system's shared zero frame read-only; the first write gives it a zeroed
 // frame of its own. Fork makes private anonymous pages copy-on-write in both
@@ -188,6 +191,7 @@ class AddressSpace {
   Pte leaf_for(const Region& region, PhysAddr frame, u64 keep_bits) const;
   FaultOutcome fault_locked(VirtAddr address, Access access, AccessMode mode, Batch& batch) MM_REQUIRES(lock_);
   Status populate_locked(VirtAddr lo, VirtAddr hi, Batch& batch) MM_REQUIRES(lock_);
+  bool map_large_physical_locked(const Region& region, VirtAddr page) MM_REQUIRES(lock_);
   Result<PhysAddr> kernel_access_locked(VirtAddr address, Access access, Batch& batch) MM_REQUIRES(lock_);
 
   Frame& frame_of(PhysAddr frame) { return vm_.memory().frames()[Pfn::containing(frame)]; }

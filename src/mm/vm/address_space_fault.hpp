@@ -44,6 +44,7 @@ FaultOutcome AddressSpace<P>::fault_locked(VirtAddr address, Access access, Acce
     PhysAddr frame;
     FaultOutcome outcome = FaultOutcome::MapBacking;
     if (region->kind == RegionKind::Physical) {
+      if (map_large_physical_locked(*region, page)) return FaultOutcome::MapBacking;
       frame = region->physical + (page.value() - region->base.value());
     } else if (access != Access::Write && region->fork == ForkPolicy::Private) {
       frame = vm_.zero_frame();
@@ -114,6 +115,20 @@ FaultOutcome AddressSpace<P>::fault_locked(VirtAddr address, Access access, Acce
     vm_.memory().uncommit(1);
   }
   return FaultOutcome::CopyBacking;
+}
+
+// A physical region maps 2 MiB pages where it can: the 2 MiB block around
+// `page` lies inside the region, virtual and physical addresses agree modulo
+// 2 MiB, and nothing is mapped in the block yet (no table there).
+template <Platform P>
+bool AddressSpace<P>::map_large_physical_locked(const Region& region, VirtAddr page) {
+  constexpr u64 kLarge = page_bytes(PageSize::Size2M);
+  const VirtAddr block(align_down(page.value(), kLarge));
+  if (block < region.base || region.end().value() - block.value() < kLarge) return false;
+  const PhysAddr frame = region.physical + (block.value() - region.base.value());
+  if ((frame.value() & (kLarge - 1)) != 0) return false;
+  const u64 attributes = leaf_for(region, frame, 0).attributes();
+  return tables_.map(block, frame, 1, PageSize::Size2M, attributes) == Status::Ok;
 }
 
 template <Platform P>

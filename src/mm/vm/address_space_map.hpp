@@ -130,14 +130,21 @@ Status AddressSpace<P>::protect(VirtAddr address, u64 length, Prot prot) {
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
   Batch batch(vm_.platform(), vm_.memory());
+  // A device region's 2 MiB page straddling an edge is split first: that may
+  // need a table, and must fail (ENOMEM) before anything visible changes.
+  const Status split = tables_.update(address, length, batch, [](VirtAddr, Pte old, PageSize) { return old; });
+  if (split != Status::Ok) {
+    batch.flush();
+    return split;
+  }
   isolate_locked(address, hi, spares);
   for (Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {
     r->prot = prot;
     const Status updated = tables_.update(r->base, r->size, batch, [&](VirtAddr, Pte old, PageSize size) {
-      MM_ASSERT(size == PageSize::Size4K);  // the space maps everything in 4 KiB pages
-      return leaf_for(*r, old.address(), old.raw() & (pte::kAccessed | pte::kDirty | pte::kCopyOnWrite));
+      const Pte fresh = leaf_for(*r, old.address(leaf_level(size)), old.raw() & (pte::kAccessed | pte::kDirty | pte::kCopyOnWrite));
+      return size == PageSize::Size4K ? fresh : Pte::leaf(fresh.address(), fresh.attributes(), size);  // a device's large page
     });
-    MM_ASSERT(updated == Status::Ok);  // region edges are page-aligned: no split can be needed
+    MM_ASSERT(updated == Status::Ok);  // every edge was split above: no table is needed now
   }
   merge_range_locked(address, hi);
   batch.flush();
