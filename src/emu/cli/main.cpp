@@ -1,7 +1,7 @@
 // pagelab: the command line of the emulator.
 //   pagelab run SCENARIO [--seed N] [--trace text|jsonl|chrome|none] [--trace-out FILE]
 //                        [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
-//                        [--parallel] [--strategy random|pct:D] [--allow-unsafe]
+//                        [--parallel] [--strategy random|pct:D] [--allow-unsafe] [--keep-spaces]
 //   pagelab inspect --ram SPEC [--space NAME] [--address VA] [--format text|dot]
 //   pagelab trace FILE [--tlb tiny|skylake|zen2] [--json]
 // Exit status: 0 when the scenario held, 1 when it did not, 2 for bad input.
@@ -140,6 +140,8 @@ int main(int argc, char** argv) {
   run->add_option("--strategy", strategy, "random (default) or pct:D");
   run->add_flag("--parallel", parallel, "let the CPUs run freely (not deterministic)");
   run->add_flag("--allow-unsafe", options.allow_unsafe, "accept the unsafe-* shootdown policies");
+  run->add_flag("--keep-spaces", options.keep_spaces,
+                "leave the address spaces in RAM at the end, for `pagelab inspect` (skips the leak check)");
 
   std::string inspect_ram, inspect_space, inspect_address, inspect_format = "text";
   CLI::App* inspect = app.add_subcommand("inspect", "walk the page tables in a named RAM (left by run --ram)");

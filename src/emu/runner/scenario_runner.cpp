@@ -227,7 +227,7 @@ std::string report_failure(const scenario::Scenario& s, Machine& machine, const 
 
 // Checks that need the spaces, then (after destroying them) the leak check.
 std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& machine, std::uint64_t free_at_start,
-                                      std::size_t& held) {
+                                      std::size_t& held, bool keep_spaces) {
   for (const scenario::Check& check : s.checks) {
     std::string problem;
     if (const auto* v = check.as<scenario::CheckValue>()) {
@@ -266,6 +266,7 @@ std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& mach
     if (!problem.empty()) return fmt::format("FAIL: {}: {}\n", where(s, check.where), problem);
     ++held;
   }
+  if (keep_spaces) return std::nullopt;
   machine.destroy_spaces();
   const std::uint64_t free_now = machine.free_frames();
   const std::uint64_t leaked = free_at_start > free_now ? free_at_start - free_now : 0;
@@ -355,7 +356,7 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
     return result;
   }
   std::size_t held = 0;
-  if (const std::optional<std::string> problem = run_checks(s, *machine, free_at_start, held)) {
+  if (const std::optional<std::string> problem = run_checks(s, *machine, free_at_start, held, options.keep_spaces)) {
     result.exit_code = 1;
     result.report = *problem + fmt::format("  seed {}, {} steps\n", result.seed, result.steps);
     trace->finish();
@@ -364,6 +365,14 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   std::uint64_t faults = 0;
   for (std::uint32_t cpu = 0; cpu < machine->cpu_count(); ++cpu) faults += machine->cpu(cpu).faults;
   trace->finish();
+  if (options.keep_spaces) {
+    result.report = fmt::format("PASS: {}: {} checks held; spaces kept in RAM for inspect, leak check skipped (seed {}, {} steps, "
+                                "{} page faults)\n", s.file, held, result.seed, result.steps, faults);
+    // The machine is left standing on purpose: destroying it would free the
+    // spaces' frames, and poison them, in the RAM object inspect will read.
+    (void)machine.release();
+    return result;
+  }
   result.report = fmt::format("PASS: {}: {} checks held, no frame leaked (seed {}, {} steps, {} page faults)\n", s.file, held,
                               result.seed, result.steps, faults);
   return result;

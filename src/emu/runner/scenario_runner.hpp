@@ -30,6 +30,9 @@ struct RunOptions {
   TraceFilter filter;
   RamSpec ram;
   std::optional<std::vector<std::uint32_t>> replay;
+  // Leave every address space alive in RAM at the end (for `pagelab
+  // inspect` of a named RAM): the leak check, which destroys them, is skipped.
+  bool keep_spaces = false;
 };
 
 struct RunResult {
