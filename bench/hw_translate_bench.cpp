@@ -86,10 +86,9 @@ void BM_Translate_TlbHit(benchmark::State& state) {
   for (auto _ : state) {
     const u64 va = kVirtualBase + (i++ % kPages) * 4096 + 0x18;
     const hw::TlbLookup hit = tlb.lookup(va, 1, hw::AccessKind::Read);
-    const bool allowed = hw::access_violation(hit.entry.rights, cr, kUserRead) == hw::FaultReason::None;
-    u64 physical = hit.entry.translate(va);
+    const bool allowed = hit.hit() && hw::access_violation(hit.entry.rights, cr, kUserRead) == hw::FaultReason::None;
+    u64 physical = allowed ? hit.entry.translate(va) : ~u64{0};
     benchmark::DoNotOptimize(physical);
-    benchmark::DoNotOptimize(allowed);
   }
   const hw::TlbCounters& c = tlb.counters();
   state.counters["l1_hit_ratio"] = static_cast<double>(c.l1_hits) / static_cast<double>(c.l1_hits + c.l2_hits + c.misses);

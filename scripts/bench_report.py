@@ -48,6 +48,9 @@ TARGETS_NS: list[tuple[re.Pattern[str], float, str]] = [
     (re.compile(r"^BM_Map_Unmap/1$"), 100.0, "map+unmap of one 4 KiB page"),
     (re.compile(r"^BM_DemandZeroFault$"), 250.0, "demand-zero fault resolved, zeroing included"),
     (re.compile(r"^BM_Fork/1000$"), 50_000.0, "fork of a 1,000-page space"),
+    # The emulated MMU (issue 5).
+    (re.compile(r"^BM_Translate_TlbHit$"), 2.0, "translation that hits the L1 TLB"),
+    (re.compile(r"^BM_Translate_WalkMiss$"), 25.0, "TLB miss: four-level walk over hot tables and fill"),
 ]
 
 NS_PER_UNIT = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}

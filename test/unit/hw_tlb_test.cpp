@@ -16,6 +16,7 @@ using namespace pagelab::hw;  // NOLINT: the whole test is about this namespace
 using mm::u64;
 
 constexpr u64 K4 = u64{1} << 12, M2 = u64{1} << 21, G1 = u64{1} << 30;
+constexpr u64 kVa = 0x0000'7F00'0000'0000;
 constexpr AccessKind kData = AccessKind::Read;
 constexpr AccessKind kFetch = AccessKind::Fetch;
 
@@ -32,7 +33,7 @@ constexpr u64 page_in_set(u64 set, u64 n, u64 sets) { return (set + n * sets) * 
 // ---------------------------------------------------------------------------
 // Geometry.
 
-TEST(TlbGeometry, PresetsHaveTheIssuesShapes) {
+TEST(HwTlbGeometry, PresetsHaveTheIssuesShapes) {
   const TlbGeometry tiny = tiny_tlb_geometry();
   EXPECT_EQ(tiny.entries(), 4u);
   ASSERT_EQ(tiny.l1d.size(), 1u);
@@ -70,7 +71,7 @@ TEST(TlbGeometry, PresetsHaveTheIssuesShapes) {
   }
 }
 
-TEST(TlbGeometry, UnknownNameListsTheKnownOnes) {
+TEST(HwTlbGeometry, UnknownNameListsTheKnownOnes) {
   const NamedTlbGeometry named = tlb_geometry_named("haswell");
   ASSERT_FALSE(named.ok());
   EXPECT_NE(named.error.find("haswell"), std::string::npos) << named.error;
@@ -79,7 +80,7 @@ TEST(TlbGeometry, UnknownNameListsTheKnownOnes) {
   }
 }
 
-TEST(TlbGeometry, ValidateRejectsBadShapes) {
+TEST(HwTlbGeometry, ValidateRejectsBadShapes) {
   TlbGeometry g = tiny_tlb_geometry();
   g.l1d[0].ways = 0;
   EXPECT_NE(validate(g), "");
@@ -96,7 +97,7 @@ TEST(TlbGeometry, ValidateRejectsBadShapes) {
 // ---------------------------------------------------------------------------
 // Lookup, fill, replacement.
 
-TEST(Tlb, HitTranslatesWithinThePage) {
+TEST(HwTlb, HitTranslatesWithinThePage) {
   Tlb tlb(skylake_tlb_geometry());
   EXPECT_FALSE(tlb.lookup(0x7000, 1, kData).hit());
   tlb.insert(entry_4k(0x7000, 0xABC000, 1), kData);
@@ -109,7 +110,7 @@ TEST(Tlb, HitTranslatesWithinThePage) {
   EXPECT_EQ(tlb.counters().fills, 1u);
 }
 
-TEST(Tlb, LargePagesHitAnywhereInThePage) {
+TEST(HwTlb, LargePagesHitAnywhereInThePage) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_of(PageSize::Size2M, 3 * M2, 7 * M2, 0), kData);
   tlb.insert(entry_of(PageSize::Size1G, 5 * G1, 9 * G1, 0), kData);
@@ -118,7 +119,7 @@ TEST(Tlb, LargePagesHitAnywhereInThePage) {
   EXPECT_FALSE(tlb.lookup(4 * M2, 0, kData).hit());
 }
 
-TEST(Tlb, LruEvictsTheLeastRecentlyUsedWayOfASet) {
+TEST(HwTlb, LruEvictsTheLeastRecentlyUsedWayOfASet) {
   Tlb tlb(skylake_tlb_geometry());  // L1 dTLB 4 KiB: 16 sets x 4 ways
   for (u64 n = 0; n < 4; ++n) tlb.insert(entry_4k(page_in_set(3, n, 16), n * K4, 0), kData);
   ASSERT_EQ(tlb.lookup(page_in_set(3, 0, 16), 0, kData).level, TlbLevel::L1);  // way 0 is now the most recent
@@ -132,7 +133,7 @@ TEST(Tlb, LruEvictsTheLeastRecentlyUsedWayOfASet) {
   EXPECT_EQ(tlb.lookup(page_in_set(4, 0, 16), 0, kData).level, TlbLevel::L1);
 }
 
-TEST(Tlb, L2HitRefillsL1) {
+TEST(HwTlb, L2HitRefillsL1) {
   Tlb tlb(skylake_tlb_geometry());
   for (u64 n = 0; n < 5; ++n) tlb.insert(entry_4k(page_in_set(0, n, 16), n * K4, 0), kData);
   EXPECT_EQ(tlb.lookup(page_in_set(0, 0, 16), 0, kData).level, TlbLevel::L2);
@@ -140,7 +141,68 @@ TEST(Tlb, L2HitRefillsL1) {
   EXPECT_EQ(tlb.lookup(page_in_set(0, 0, 16), 0, kData).level, TlbLevel::L1);
 }
 
-TEST(Tlb, TinyPresetEvictsOnTheFifthDistinctPage) {
+TEST(HwTlb, SecondLevelEvictsItsLeastRecentlyUsedWay) {
+  Tlb tlb(skylake_tlb_geometry());  // STLB: 128 sets x 12 ways; pages 128 apart share a set
+  const auto page = [](u64 n) { return kVa + n * 128 * K4; };
+  for (u64 n = 0; n < 12; ++n) tlb.insert(entry_4k(page(n), n * K4, 0), kData);
+  EXPECT_EQ(tlb.counters().evictions, 8u) << "L1 set: 4 ways for 12 pages";
+  ASSERT_EQ(tlb.lookup(page(0), 0, kData).level, TlbLevel::L2);  // page 0 becomes the STLB set's most recent
+  tlb.insert(entry_4k(page(12), 12 * K4, 0), kData);             // evicts page 1 from the STLB
+  EXPECT_FALSE(tlb.lookup(page(1), 0, kData).hit());
+  EXPECT_TRUE(tlb.lookup(page(0), 0, kData).hit());
+  for (u64 n = 2; n <= 12; ++n) EXPECT_TRUE(tlb.lookup(page(n), 0, kData).hit()) << n;
+}
+
+TEST(HwTlb, AnInvalidatedWayIsTheFirstToBeReused) {
+  for (const TlbGeometry& geometry : {skylake_tlb_geometry(), zen2_tlb_geometry()}) {
+    SCOPED_TRACE(geometry.name);
+    Tlb tlb(geometry);
+    const u64 stride = geometry.l2[0].sets * K4;  // same L2 set
+    for (u64 n = 0; n < 12; ++n) tlb.insert(entry_4k(kVa + n * stride, n * K4, 0), kData);
+    tlb.invalidate_page(kVa + 5 * stride, 0);
+    const u64 evictions_before = tlb.counters().evictions;
+    tlb.insert(entry_4k(kVa + 12 * stride, 12 * K4, 0), kData);
+    EXPECT_LE(tlb.counters().evictions - evictions_before, 1u) << "at most the L1 fill evicted";
+    for (u64 n = 0; n <= 12; ++n) {
+      EXPECT_EQ(tlb.lookup(kVa + n * stride, 0, kData).hit(), n != 5) << n;
+    }
+    u64 l2_entries = 0;
+    tlb.for_each([&](const TlbEntry&, TlbLevel level) { l2_entries += level == TlbLevel::L2 ? 1 : 0; });
+    EXPECT_EQ(l2_entries, 12u);
+  }
+}
+
+TEST(HwTlb, InsertingTheSameTranslationTwiceKeepsOneCopyPerLevel) {
+  Tlb tlb(skylake_tlb_geometry());
+  ASSERT_FALSE(tlb.lookup(kVa, 3, kData).hit());
+  tlb.insert(entry_4k(kVa, 0x1000, 3), kData);  // right after the miss
+  tlb.insert(entry_4k(kVa, 0x1000, 3), kData);  // again, with no miss before it
+  EXPECT_EQ(tlb.valid_entries(), 2u);
+  ASSERT_FALSE(tlb.lookup(kVa + K4, 3, kData).hit());
+  tlb.insert(entry_4k(kVa, 0x1000, 3), kData);  // after a miss of another address
+  EXPECT_EQ(tlb.valid_entries(), 2u);
+  ASSERT_FALSE(tlb.lookup(kVa + 2 * K4, 3, kFetch).hit());
+  tlb.insert(entry_4k(kVa + 2 * K4, 0x3000, 3), kFetch);  // into the iTLB and the STLB
+  tlb.insert(entry_4k(kVa + 2 * K4, 0x3000, 3), kData);   // into the dTLB; the STLB copy is refreshed
+  EXPECT_EQ(tlb.valid_entries(), 5u);
+}
+
+TEST(HwTlb, SharedSecondLevelArrayHoldsBothSizes) {
+  Tlb tlb(skylake_tlb_geometry());  // STLB: one 128-set, 12-way array for 4 KiB and 2 MiB
+  // STLB set 64: 4 KiB pages 64 + 128k, and the 2 MiB page 64.
+  const auto small = [](u64 k) { return (64 + 128 * k) * K4; };
+  for (u64 k = 0; k < 11; ++k) tlb.insert(entry_4k(small(k), k * K4, 0), kData);
+  tlb.insert(entry_of(PageSize::Size2M, 64 * M2, 0x4000'0000, 0), kData);
+  tlb.insert(entry_4k(small(11), 11 * K4, 0), kData);  // the set is full: evicts small(0), its LRU way
+  EXPECT_FALSE(tlb.lookup(small(0), 0, kData).hit());
+  for (u64 k = 1; k < 12; ++k) EXPECT_TRUE(tlb.lookup(small(k), 0, kData).hit()) << k;
+  const TlbLookup large = tlb.lookup(64 * M2 + 0x1234, 0, kData);
+  ASSERT_TRUE(large.hit());
+  EXPECT_EQ(large.entry.size, PageSize::Size2M);
+  EXPECT_EQ(large.entry.translate(64 * M2 + 0x1234), 0x4000'1234u);
+}
+
+TEST(HwTlb, TinyPresetEvictsOnTheFifthDistinctPage) {
   Tlb tlb(tiny_tlb_geometry());
   for (u64 n = 0; n < 4; ++n) tlb.insert(entry_4k(n * K4, n * K4, 0), kData);
   for (u64 n = 0; n < 4; ++n) EXPECT_TRUE(tlb.lookup(n * K4, 0, kData).hit()) << n;
@@ -155,7 +217,7 @@ TEST(Tlb, TinyPresetEvictsOnTheFifthDistinctPage) {
   EXPECT_EQ(tlb.valid_entries(), 4u);
 }
 
-TEST(Tlb, SameTranslationIsRefreshedInPlace) {
+TEST(HwTlb, SameTranslationIsRefreshedInPlace) {
   Tlb tlb(tiny_tlb_geometry());
   tlb.insert(entry_4k(K4, 0x1000, 0), kData);
   TlbEntry dirty = entry_4k(K4, 0x1000, 0);
@@ -165,7 +227,7 @@ TEST(Tlb, SameTranslationIsRefreshedInPlace) {
   EXPECT_TRUE(tlb.lookup(K4, 0, kData).entry.dirty);
 }
 
-TEST(Tlb, FetchesFillTheInstructionTlb) {
+TEST(HwTlb, FetchesFillTheInstructionTlb) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x40'0000, 0x1000, 0), kFetch);
   EXPECT_EQ(tlb.lookup(0x40'0000, 0, kFetch).level, TlbLevel::L1);
@@ -177,7 +239,7 @@ TEST(Tlb, FetchesFillTheInstructionTlb) {
   EXPECT_EQ(unified.lookup(0x40'0000, 0, kData).level, TlbLevel::L1);
 }
 
-TEST(Tlb, Zen2SecondLevelWithANonPowerOfTwoSetCount) {
+TEST(HwTlb, Zen2SecondLevelWithANonPowerOfTwoSetCount) {
   Tlb tlb(zen2_tlb_geometry());
   // 65 pages overflow the 64-entry fully associative L1; all stay in the L2.
   for (u64 n = 0; n < 65; ++n) tlb.insert(entry_4k(n * K4, n * K4 + 0x100000, 0), kData);
@@ -194,7 +256,7 @@ TEST(Tlb, Zen2SecondLevelWithANonPowerOfTwoSetCount) {
 // ---------------------------------------------------------------------------
 // PCIDs and global entries.
 
-TEST(Tlb, PcidsAreIsolated) {
+TEST(HwTlb, PcidsAreIsolated) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x5000, 0xA000, 1), kData);
   tlb.insert(entry_4k(0x5000, 0xB000, 2), kData);
@@ -203,7 +265,19 @@ TEST(Tlb, PcidsAreIsolated) {
   EXPECT_FALSE(tlb.lookup(0x5000, 3, kData).hit());
 }
 
-TEST(Tlb, GlobalEntriesMatchEveryPcid) {
+TEST(HwTlb, NonCanonicalAddressesNeverHit) {
+  Tlb tlb(skylake_tlb_geometry());
+  tlb.insert(entry_4k(0xFFFF'8000'0000'1000, 0x1000, 0), kData);
+  tlb.insert(entry_4k(0x0000'0000'0000'2000, 0x2000, 0), kData);
+  EXPECT_TRUE(tlb.lookup(0xFFFF'8000'0000'1000, 0, kData).hit());
+  EXPECT_FALSE(tlb.lookup(0x0000'8000'0000'1000, 0, kData).hit()) << "same bits 47:12";
+  EXPECT_FALSE(tlb.lookup(0x7FFF'0000'0000'2000, 0, kData).hit()) << "same bits 47:12";
+  EXPECT_EQ(tlb.invalidate_page(0x0000'8000'0000'1000, 0), 0u);
+  EXPECT_EQ(tlb.invpcid(InvpcidType::IndividualAddress, 0, 0x0000'8000'0000'1000), 0u);
+  EXPECT_TRUE(tlb.lookup(0xFFFF'8000'0000'1000, 0, kData).hit());
+}
+
+TEST(HwTlb, GlobalEntriesMatchEveryPcid) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0xFFFF'8000'0000'0000, 0x1000, 1, /*global=*/true), kData);
   for (Pcid pcid : {Pcid{0}, Pcid{1}, Pcid{4095}}) {
@@ -214,7 +288,7 @@ TEST(Tlb, GlobalEntriesMatchEveryPcid) {
 // ---------------------------------------------------------------------------
 // Staleness and invalidation.
 
-TEST(Tlb, EntriesStayStaleUntilInvalidated) {
+TEST(HwTlb, EntriesStayStaleUntilInvalidated) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x9000, 0x1000, 0), kData);
   // The software remaps the page (a page-table store the TLB never sees) and
@@ -231,7 +305,7 @@ TEST(Tlb, EntriesStayStaleUntilInvalidated) {
   EXPECT_FALSE(tlb.maps_physical(0x1234, [](Pcid) { return true; }));
 }
 
-TEST(Tlb, InvlpgDropsTheCurrentPcidsAndGlobalEntriesForTheAddress) {
+TEST(HwTlb, InvlpgDropsTheCurrentPcidsAndGlobalEntriesForTheAddress) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 1), kData);
   tlb.insert(entry_4k(0x3000, 0xB000, 2), kData);
@@ -244,7 +318,7 @@ TEST(Tlb, InvlpgDropsTheCurrentPcidsAndGlobalEntriesForTheAddress) {
   EXPECT_FALSE(tlb.lookup(0x1000, 5, kFetch).hit()) << "the global 2 MiB page containing the address is gone";
 }
 
-TEST(Tlb, InvpcidIndividualAddressKeepsGlobals) {
+TEST(HwTlb, InvpcidIndividualAddressKeepsGlobals) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 1), kData);
   tlb.insert(entry_4k(0x3000, 0xB000, 2), kData);
@@ -256,7 +330,7 @@ TEST(Tlb, InvpcidIndividualAddressKeepsGlobals) {
   EXPECT_TRUE(tlb.lookup(0x6000, 1, kData).hit()) << "type 0 keeps global translations";
 }
 
-TEST(Tlb, InvpcidSingleContextDropsOnePcidsNonGlobalEntries) {
+TEST(HwTlb, InvpcidSingleContextDropsOnePcidsNonGlobalEntries) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 1), kData);
   tlb.insert(entry_of(PageSize::Size2M, M2, 0, 1), kData);
@@ -269,7 +343,7 @@ TEST(Tlb, InvpcidSingleContextDropsOnePcidsNonGlobalEntries) {
   EXPECT_TRUE(tlb.lookup(0x6000, 1, kData).hit());
 }
 
-TEST(Tlb, InvpcidAllContextsIncludingGlobalDropsEverything) {
+TEST(HwTlb, InvpcidAllContextsIncludingGlobalDropsEverything) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 1), kData);
   tlb.insert(entry_4k(0x6000, 0xD000, 1, /*global=*/true), kFetch);
@@ -277,7 +351,7 @@ TEST(Tlb, InvpcidAllContextsIncludingGlobalDropsEverything) {
   EXPECT_EQ(tlb.valid_entries(), 0u);
 }
 
-TEST(Tlb, InvpcidAllContextsExceptGlobalKeepsGlobals) {
+TEST(HwTlb, InvpcidAllContextsExceptGlobalKeepsGlobals) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 1), kData);
   tlb.insert(entry_4k(0x3000, 0xB000, 9), kData);
@@ -288,7 +362,7 @@ TEST(Tlb, InvpcidAllContextsExceptGlobalKeepsGlobals) {
   EXPECT_TRUE(tlb.lookup(0x6000, 3, kData).hit());
 }
 
-TEST(Tlb, Cr3LoadWithPcidsFlushesOnlyTheNewPcidUnlessNoFlush) {
+TEST(HwTlb, Cr3LoadWithPcidsFlushesOnlyTheNewPcidUnlessNoFlush) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 1), kData);
   tlb.insert(entry_4k(0x3000, 0xB000, 2), kData);
@@ -301,7 +375,7 @@ TEST(Tlb, Cr3LoadWithPcidsFlushesOnlyTheNewPcidUnlessNoFlush) {
   EXPECT_TRUE(tlb.lookup(0x6000, 2, kData).hit()) << "globals stay";
 }
 
-TEST(Tlb, Cr3LoadWithoutPcidsFlushesAllNonGlobal) {
+TEST(HwTlb, Cr3LoadWithoutPcidsFlushesAllNonGlobal) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 0), kData);
   tlb.insert(entry_4k(0x6000, 0xD000, 0, /*global=*/true), kData);
@@ -310,7 +384,7 @@ TEST(Tlb, Cr3LoadWithoutPcidsFlushesAllNonGlobal) {
   EXPECT_TRUE(tlb.lookup(0x6000, 0, kData).hit());
 }
 
-TEST(Tlb, PgeToggleFlushesGlobalsToo) {
+TEST(HwTlb, PgeToggleFlushesGlobalsToo) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 3), kData);
   tlb.insert(entry_4k(0x6000, 0xD000, 0, /*global=*/true), kData);
@@ -322,7 +396,7 @@ TEST(Tlb, PgeToggleFlushesGlobalsToo) {
   EXPECT_EQ(tlb.valid_entries(), 0u);
 }
 
-TEST(Tlb, SmepEnableFlushesTheCurrentPcid) {
+TEST(HwTlb, SmepEnableFlushesTheCurrentPcid) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 3), kData);
   tlb.insert(entry_4k(0x3000, 0xA000, 4), kData);
@@ -332,7 +406,7 @@ TEST(Tlb, SmepEnableFlushesTheCurrentPcid) {
   EXPECT_TRUE(tlb.lookup(0x3000, 4, kData).hit());
 }
 
-TEST(Tlb, InvalidationCounters) {
+TEST(HwTlb, InvalidationCounters) {
   Tlb tlb(tiny_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 1), kData);
   tlb.insert(entry_4k(0x4000, 0xA000, 1), kData);
@@ -345,7 +419,7 @@ TEST(Tlb, InvalidationCounters) {
 // ---------------------------------------------------------------------------
 // Fault injection and the oracle's view.
 
-TEST(Tlb, EvictRandomRemovesOneValidEntry) {
+TEST(HwTlb, EvictRandomRemovesOneValidEntry) {
   Tlb tlb(skylake_tlb_geometry());
   EXPECT_FALSE(tlb.evict_random(123));
   for (u64 n = 0; n < 10; ++n) tlb.insert(entry_4k(n * K4, n * K4, 0), kData);
@@ -358,7 +432,7 @@ TEST(Tlb, EvictRandomRemovesOneValidEntry) {
   EXPECT_FALSE(tlb.evict_random(0));
 }
 
-TEST(Tlb, ForEachSeesEveryValidEntryWithItsLevel) {
+TEST(HwTlb, ForEachSeesEveryValidEntryWithItsLevel) {
   Tlb tlb(skylake_tlb_geometry());
   tlb.insert(entry_4k(0x3000, 0xA000, 1), kData);
   tlb.insert(entry_of(PageSize::Size1G, G1, 2 * G1, 1), kData);
@@ -370,7 +444,7 @@ TEST(Tlb, ForEachSeesEveryValidEntryWithItsLevel) {
   EXPECT_FALSE(tlb.maps_physical(3 * G1, [](Pcid) { return true; }));
 }
 
-TEST(Tlb, EntryFromWalkKeepsWhatTheSdmSaysATlbHolds) {
+TEST(HwTlb, EntryFromWalkKeepsWhatTheSdmSaysATlbHolds) {
   WalkResult r;
   r.outcome = WalkOutcome::Translated;
   r.va = 0x7FFF'1234'5678;

@@ -432,27 +432,13 @@ concept PhysicalPort = requires(Port& port, u64 physical, u64& expected, u64 des
   { port.compare_exchange(physical, expected, desired) } -> std::convertible_to<bool>;
 };
 
-// Translates `va` for `access` under `cr`, as one CPU's page walker does on
-// a TLB miss. Reads the paging structures through `port` and, when `psc` is
-// given, starts from its deepest matching entry and fills it afterwards.
-//
-// Contract:
-//   - cr.four_level_paging() must hold (the emulator runs in IA-32e mode);
-//   - a walk that faults changes nothing: no A or D flag is set, no PSC entry
-//     is created (the caller must still do the fault's own TLB/PSC
-//     invalidation of `va`, SDM 4.10.4.1);
-//   - a walk that succeeds has set A in every entry it read (levels served by
-//     the PSC are not read, hence not touched) and, for a write, D in the leaf,
-//     each with compare_exchange. When an exchange fails because someone
-//     else changed only A or D, it is retried on the new value; when any
-//     other bit changed (the entry went not-present, or now points elsewhere,
-//     or has other rights), the translation read so far is stale and the walk
-//     restarts from CR3 (result.restarts counts those);
-//   - the result does not fill the TLB: the caller inserts it.
-template <typename Port>
-  requires PhysicalPort<Port>
-WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, PagingStructureCache* psc = nullptr,
-                const PagingFeatures& features = {}) {
+namespace detail {
+
+// The walk, with the paging-structure-cache code compiled in only where a
+// cache is given.
+template <bool WithPsc, typename Port>
+WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, PagingStructureCache* psc,
+                const PagingFeatures& features) {
   WalkResult r;
   r.va = va;
   if (!is_canonical(va)) [[unlikely]] {
@@ -484,7 +470,7 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
     u8 count = 0;
     int start = kWalkLevels;
     r.psc_level = 0;
-    if (psc != nullptr) {
+    if constexpr (WithPsc) {
       if (const PagingStructureCache::Hit hit = psc->lookup(va, pcid)) {
         r.psc_level = hit.level;
         start = hit.level - 1;
@@ -579,7 +565,7 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
     }
 
     // Cache the non-leaf entries read, with the rights down to each.
-    if (psc != nullptr) {
+    if constexpr (WithPsc) {
       Permissions cumulative{.writable = (and_above & entry::kRW) != 0,
                              .user = (and_above & entry::kUS) != 0,
                              .no_execute = or_above != 0};
@@ -599,6 +585,33 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
     r.dirty = leaf & entry::kD;
     return r;
   }
+}
+
+}  // namespace detail
+
+// Translates `va` for `access` under `cr`, as one CPU's page walker does on
+// a TLB miss. Reads the paging structures through `port` and, when `psc` is
+// given, starts from its deepest matching entry and fills it afterwards.
+//
+// Contract:
+//   - cr.four_level_paging() must hold (the emulator runs in IA-32e mode);
+//   - a walk that faults changes nothing: no A or D flag is set, no PSC entry
+//     is created (the caller must still do the fault's own TLB/PSC
+//     invalidation of `va`, SDM 4.10.4.1);
+//   - a walk that succeeds has set A in every entry it read (levels served by
+//     the PSC are not read, hence not touched) and, for a write, D in the leaf,
+//     each with compare_exchange. When an exchange fails because someone
+//     else changed only A or D, it is retried on the new value; when any
+//     other bit changed (the entry went not-present, or now points elsewhere,
+//     or has other rights), the translation read so far is stale and the walk
+//     restarts from CR3 (result.restarts counts those);
+//   - the result does not fill the TLB: the caller inserts it.
+template <typename Port>
+  requires PhysicalPort<Port>
+WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, PagingStructureCache* psc = nullptr,
+                const PagingFeatures& features = {}) {
+  return psc != nullptr ? detail::walk<true>(port, cr, va, access, psc, features)
+                        : detail::walk<false>(port, cr, va, access, nullptr, features);
 }
 
 }  // namespace pagelab::hw

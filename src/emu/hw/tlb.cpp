@@ -22,31 +22,38 @@ Tlb::Tlb(const TlbGeometry& geometry) : geometry_(geometry) {
   const u32 total = geometry_.entries();
   keys_.assign(total, kEmpty);
   stamps_.assign(total, 0);
+  u32 l2_sets = 0;
+  for (const TlbArrayGeometry& g : geometry_.l2) l2_sets += g.ways <= kMaxOrderedWays ? g.sets : 0;
+  orders_.assign(l2_sets, 0);
   payloads_.assign(total, 0);
   live_.assign(3 * (geometry_.l1d.size() + geometry_.l1i.size() + geometry_.l2.size()), 0);
-  u32 next_slot = 0, next_array = 0;
-  build(l1d_, geometry_.l1d, TlbLevel::L1, next_slot, next_array);
-  build(l1i_, geometry_.l1i, TlbLevel::L1, next_slot, next_array);
-  build(l2_, geometry_.l2, TlbLevel::L2, next_slot, next_array);
+  Cursor next;
+  build(l1d_, geometry_.l1d, TlbLevel::L1, next);
+  build(l1i_, geometry_.l1i, TlbLevel::L1, next);
+  build(l2_, geometry_.l2, TlbLevel::L2, next);
 }
 
-void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLevel level, u32& next_slot,
-                u32& next_array) {
+void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLevel level, Cursor& next) {
   bank.level = level;
   bank.array_count = static_cast<u32>(arrays.size());
   for (u32 a = 0; a < bank.array_count; ++a) {
     const TlbArrayGeometry& g = arrays[a];
     Array& array = bank.arrays[a];
-    array.keys = keys_.data() + next_slot;
-    array.stamps = stamps_.data() + next_slot;
-    array.payloads = payloads_.data() + next_slot;
-    array.live = live_.data() + 3 * next_array++;
+    array.keys = keys_.data() + next.slot;
+    array.stamps = stamps_.data() + next.slot;
+    array.payloads = payloads_.data() + next.slot;
+    next.slot += g.entries();
+    array.live = live_.data() + 3 * next.array++;
+    if (level == TlbLevel::L2 && g.ways <= kMaxOrderedWays) {
+      array.orders = orders_.data() + next.set;
+      next.set += g.sets;
+      for (u32 set = 0; set < g.sets; ++set) array.orders[set] = RecencyOrder::initial(g.ways);
+    }
     array.sets = g.sets;
     array.ways = g.ways;
     array.sets_pow2 = mm::is_power_of_two(g.sets);
     array.set_mask = array.sets_pow2 ? g.sets - 1 : 0;
     array.sizes = g.sizes;
-    next_slot += g.entries();
   }
   for (PageSize size : {PageSize::Size4K, PageSize::Size2M, PageSize::Size1G}) {
     bank.array_for_size[static_cast<unsigned>(size)] = -1;
@@ -62,6 +69,7 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
       if (!(array.sizes & size_bit(size))) continue;
       bank.probes[bank.probe_count++] = Probe{.keys = array.keys,
                                               .stamps = array.stamps,
+                                              .orders = array.orders,
                                               .payloads = array.payloads,
                                               .live = array.live + static_cast<unsigned>(size),
                                               .vpn_mask = kVpnBits & ~(bytes_of(size) - 1),
@@ -76,17 +84,27 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
 }
 
 TlbLookup Tlb::lookup_below_l1(u64 va, Pcid pcid, AccessKind kind) {
-  const Found found = find(l2_, va, pcid);
-  if (found.probe == nullptr) {
+  if (!is_canonical(va)) {
     ++counters_.misses;
     return TlbLookup{};
   }
-  found.probe->stamps[found.index] = tick();
+  const Found found = find(l2_, va, pcid);
+  if (found.probe == nullptr) {
+    ++counters_.misses;
+    last_miss_ = LastMiss{va, epoch_, &l1_for(kind), pcid};
+    return TlbLookup{};
+  }
+  if (found.probe->orders != nullptr) {
+    u64& order = found.probe->orders[found.set];
+    order = RecencyOrder::to_front(order, found.index - found.set * found.probe->ways);
+  } else {
+    found.probe->stamps[found.index] = tick();
+  }
   ++counters_.l2_hits;
   const TlbEntry entry = decode(found.key, found.probe->payloads[found.index]);
   Bank& l1 = l1_for(kind);
   if (l1.array_for_size[static_cast<unsigned>(entry.size)] >= 0) {
-    fill(l1, entry.size, entry.page, found.key, found.probe->payloads[found.index]);
+    fill(l1, entry.size, entry.page, found.key, found.probe->payloads[found.index], /*key_absent=*/false);
     ++counters_.l1_refills;
   }
   return TlbLookup{TlbLevel::L2, entry};
@@ -100,10 +118,12 @@ namespace {
 // predictor cannot learn; with `Ways` a constant (the common geometries) the
 // loops unroll completely.
 template <u32 Ways>
-u32 pick_way_fixed(const u64* keys, const u64* stamps, u64 key) {
-  u32 same = Ways;
-  for (u32 w = 0; w < Ways; ++w) same = keys[w] == key ? w : same;
-  if (same != Ways) [[unlikely]] return same;
+u32 pick_way_fixed(const u64* keys, const u64* stamps, u64 key, bool key_absent) {
+  if (!key_absent) {
+    u32 same = Ways;
+    for (u32 w = 0; w < Ways; ++w) same = keys[w] == key ? w : same;
+    if (same != Ways) [[unlikely]] return same;
+  }
   // Four independent minimum chains over (stamp << 8 | way).
   u64 best[4] = {~u64{0}, ~u64{0}, ~u64{0}, ~u64{0}};
   for (u32 w = 0; w < Ways; ++w) {
@@ -115,8 +135,8 @@ u32 pick_way_fixed(const u64* keys, const u64* stamps, u64 key) {
   return static_cast<u32>((low < high ? low : high) & 0xFF);
 }
 
-u32 pick_way_any(const u64* keys, const u64* stamps, u64 key, u32 ways) {
-  for (u32 w = 0; w < ways; ++w) {
+u32 pick_way_any(const u64* keys, const u64* stamps, u64 key, u32 ways, bool key_absent) {
+  for (u32 w = 0; w < ways && !key_absent; ++w) {
     if (keys[w] == key) [[unlikely]] return w;
   }
   u64 best = ~u64{0};
@@ -127,24 +147,39 @@ u32 pick_way_any(const u64* keys, const u64* stamps, u64 key, u32 ways) {
   return static_cast<u32>(best & 0xFF);
 }
 
-u32 pick_way(const u64* keys, const u64* stamps, u64 key, u32 ways) {
+// `key_absent`: the caller knows no way of the set holds `key`.
+u32 pick_way(const u64* keys, const u64* stamps, u64 key, u32 ways, bool key_absent) {
   switch (ways) {
-    case 4: return pick_way_fixed<4>(keys, stamps, key);
-    case 8: return pick_way_fixed<8>(keys, stamps, key);
-    case 12: return pick_way_fixed<12>(keys, stamps, key);
-    case 16: return pick_way_fixed<16>(keys, stamps, key);
-    default: return pick_way_any(keys, stamps, key, ways);
+    case 4: return pick_way_fixed<4>(keys, stamps, key, key_absent);
+    case 8: return pick_way_fixed<8>(keys, stamps, key, key_absent);
+    case 12: return pick_way_fixed<12>(keys, stamps, key, key_absent);
+    case 16: return pick_way_fixed<16>(keys, stamps, key, key_absent);
+    default: return pick_way_any(keys, stamps, key, ways, key_absent);
   }
 }
 
 }  // namespace
 
-void Tlb::fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload) {
+inline void Tlb::fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload, bool key_absent) {
   const int a = bank.array_for_size[static_cast<unsigned>(size)];
   if (a < 0) return;
   const Array& array = bank.arrays[a];
-  const u32 first = array.first_way(page >> std::countr_zero(bytes_of(size)));
-  const u32 victim = first + pick_way(array.keys + first, array.stamps + first, key, array.ways);
+  const u32 set = array.set_of(page >> std::countr_zero(bytes_of(size)));
+  const u32 first = set * array.ways;
+  u32 victim;
+  if (array.orders != nullptr) {
+    u32 way = array.ways;
+    for (u32 w = 0; w < array.ways && !key_absent; ++w) {
+      if (array.keys[first + w] == key) [[unlikely]] {
+        way = w;
+        break;
+      }
+    }
+    if (way == array.ways) way = RecencyOrder::least_recent(array.orders[set], array.ways);
+    victim = first + way;
+  } else {
+    victim = first + pick_way(array.keys + first, array.stamps + first, key, array.ways, key_absent);
+  }
   const u64 old = array.keys[victim];
   if (old != key) {
     // Keep the per-size counts exact, touching them only when they change
@@ -160,8 +195,13 @@ void Tlb::fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload) {
       }
     }
     array.keys[victim] = key;
+    ++epoch_;
   }
-  array.stamps[victim] = tick();
+  if (array.orders != nullptr) {
+    array.orders[set] = RecencyOrder::to_front(array.orders[set], victim - first);
+  } else {
+    array.stamps[victim] = tick();
+  }
   array.payloads[victim] = payload;
 }
 
@@ -169,8 +209,14 @@ void Tlb::insert(const TlbEntry& entry, AccessKind kind) {
   ++counters_.fills;
   const u64 key = key_of(entry);
   const u64 payload = payload_of(entry);
-  fill(l1_for(kind), entry.size, entry.page, key, payload);
-  fill(l2_, entry.size, entry.page, key, payload);
+  Bank& l1 = l1_for(kind);
+  // Right after lookup() missed this address in this L1 bank and in L2, with
+  // nothing changed since, no way can hold the key (the lookup tried this
+  // PCID's key and the global one, every size): skip that search.
+  const bool key_absent = last_miss_.epoch == epoch_ && last_miss_.bank == &l1 && entry.covers(last_miss_.va) &&
+                          (entry.global || entry.pcid == last_miss_.pcid);
+  fill(l1, entry.size, entry.page, key, payload, key_absent);
+  fill(l2_, entry.size, entry.page, key, payload, key_absent);
 }
 
 // pred(key) decides, for every valid way.
@@ -184,6 +230,7 @@ u64 Tlb::drop_all_where(Pred pred) {
       for (u32 i = 0; i < array.sets * array.ways; ++i) {
         if (array.keys[i] != kEmpty && pred(array.keys[i])) {
           forget(array, i);
+          ++epoch_;
           ++dropped;
         }
       }
@@ -198,6 +245,7 @@ u64 Tlb::drop_all_where(Pred pred) {
 // size, page_key being that translation's key without PCID or global bit.
 template <typename Pred>
 u64 Tlb::drop_at(u64 va, Pred pred) {
+  if (!is_canonical(va)) return 0;
   ++counters_.invalidations;
   u64 dropped = 0;
   for (Bank* bank : {&l1d_, &l1i_, &l2_}) {
@@ -206,10 +254,11 @@ u64 Tlb::drop_at(u64 va, Pred pred) {
       for (PageSize size : {PageSize::Size4K, PageSize::Size2M, PageSize::Size1G}) {
         if (!(array.sizes & size_bit(size)) || array.live[static_cast<unsigned>(size)] == 0) continue;
         const u64 page_key = (va & kVpnBits & ~(bytes_of(size) - 1)) | size_key(size);
-        const u32 first = array.first_way(va >> std::countr_zero(bytes_of(size)));
+        const u32 first = array.set_of(va >> std::countr_zero(bytes_of(size))) * array.ways;
         for (u32 i = first; i < first + array.ways; ++i) {
           if (array.keys[i] != kEmpty && pred(array.keys[i], page_key)) {
             forget(array, i);
+            ++epoch_;
             ++dropped;
           }
         }
@@ -277,6 +326,7 @@ bool Tlb::evict_random(u64 random) {
         if (array.keys[i] == kEmpty) continue;
         if (pick-- == 0) {
           forget(array, i);
+          ++epoch_;
           ++counters_.random_evictions;
           return true;
         }

@@ -13,10 +13,12 @@
 // rule, as is invalidating the faulting address after a #PF.
 //
 // Cost: lookup() is inline and allocation-free; a first-level hit is a probe
-// of one set per L1 array (a handful of compares) plus an LRU stamp. Storage
-// is one array sized at construction. Not thread-safe: one CPU owns it.
+// of one set (a handful of compares of 8-byte keys) plus an LRU stamp, and
+// arrays that hold no entry of a page size are not probed for it. All
+// storage is allocated at construction. Not thread-safe: one CPU owns it.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <vector>
 
@@ -81,6 +83,7 @@ class Tlb {
   explicit Tlb(const TlbGeometry& geometry);
   Tlb(const Tlb&) = delete;
   Tlb& operator=(const Tlb&) = delete;
+  // Movable (the storage moves with it); a moved-from Tlb may only be destroyed.
   Tlb(Tlb&&) = default;
   Tlb& operator=(Tlb&&) = default;
 
@@ -91,8 +94,13 @@ class Tlb {
   // Finds a translation of `va` usable under `pcid` (an entry of that PCID
   // or a global one). A fetch looks in the L1 iTLB when there is one, data
   // accesses in the L1 dTLB; then both in L2. An L2 hit is copied into L1.
-  // `va` must be canonical (the #GP check comes first, as on hardware).
+  // A non-canonical `va` (which the CPU turns into #GP before any lookup)
+  // never hits: it misses.
   TlbLookup lookup(u64 va, Pcid pcid, AccessKind kind) {
+    // Canonical: bits 63:47 all equal, i.e. va + 2^47 below 2^48. (Keys keep
+    // only bits 47:12, so this is what keeps 0x0000'8000'0000'0000 from
+    // hitting the entry of 0xFFFF'8000'0000'0000.)
+    if (((va + (u64{1} << 47)) >> 48) != 0) [[unlikely]] return lookup_below_l1(va, pcid, kind);
     const Found found = find(l1_for(kind), va, pcid);
     if (found.probe != nullptr) [[likely]] {
       found.probe->stamps[found.index] = tick();
@@ -109,11 +117,13 @@ class Tlb {
   // makes room.
   void insert(const TlbEntry& entry, AccessKind kind);
 
-  // INVLPG va (canonical), executed under `current_pcid`: every entry that translates
+  // INVLPG va, executed under `current_pcid`: every entry that translates
   // `va` -- any size -- of that PCID, and every global one. Returns the
-  // number of entries removed.
+  // number of entries removed (every operation below does too). A
+  // non-canonical `va` (#GP on hardware) removes nothing.
   u64 invalidate_page(u64 va, Pcid current_pcid);
-  // INVPCID of `type` with descriptor (pcid, va); `va` is read by type 0 only.
+  // INVPCID of `type` with descriptor (pcid, va); `va` is read by type 0 only
+  // (non-canonical: #GP on hardware, nothing removed here).
   // Type 0: entries of `pcid` translating `va`, global ones kept; type 1:
   // every non-global entry of `pcid`; type 2: everything; type 3: every
   // non-global entry.
@@ -160,9 +170,9 @@ class Tlb {
   u64 valid_entries() const;
 
  private:
-  // Each way of a set is an 8-byte key, an 8-byte payload and an LRU stamp,
-  // in three separate arrays, so that a probe reads one or two cache lines
-  // of keys and a hit one payload. The key:
+  // Each way of a set is an 8-byte key and an 8-byte payload, in separate
+  // arrays (as is the recency information, below), so that a probe reads one
+  // or two cache lines of keys and a hit one payload. The key:
   //   bits 47:12  the page's virtual address (bits 63:48 are its sign
   //               extension: lookups take canonical addresses only);
   //   bits 11:0   the PCID (0 for a global entry);
@@ -201,10 +211,50 @@ class Tlb {
                     .dirty = (payload & 8) != 0};
   }
 
+  // Recency within a set. An L1 array keeps a stamp per way (the clock at its
+  // last use, 0 when empty): a hit, the hot path, is one store, and a fill
+  // looks for the smallest stamp. An L2 array of at most 16 ways keeps one
+  // word per set instead, its ways' numbers as nibbles from most (bits 3:0)
+  // to least recently used, empty ways last: a fill, which is what L2 mostly
+  // does, takes the last nibble, and a hit moves one nibble to the front.
+  // Both are exact LRU.
+  struct RecencyOrder {
+    static constexpr u64 kNibbles = 0x1111'1111'1111'1111;
+    // The initial order: way i at position i, unused positions 0xF.
+    static constexpr u64 initial(u32 ways) {
+      u64 order = ~u64{0};
+      for (u32 w = 0; w < ways; ++w) order = (order & ~(u64{0xF} << (4 * w))) | (u64{w} << (4 * w));
+      return order;
+    }
+    static unsigned position_of(u64 order, u32 way) {
+      const u64 x = order ^ (kNibbles * way);
+      const u64 zero = (x - kNibbles) & ~x & (kNibbles << 3);  // exact for the lowest zero nibble
+      return static_cast<unsigned>(std::countr_zero(zero)) >> 2;
+    }
+    static u32 least_recent(u64 order, u32 ways) { return static_cast<u32>(order >> (4 * (ways - 1))) & 0xF; }
+    static u64 to_front(u64 order, u32 way) {
+      const unsigned p = position_of(order, way);
+      const u64 below = (u64{1} << (4 * p)) - 1;  // positions < p
+      const u64 through = (below << 4) | 0xF;     // positions <= p
+      return (order & ~through) | ((order & below) << 4) | way;
+    }
+    static u64 to_back(u64 order, u32 way, u32 ways) {
+      const unsigned p = position_of(order, way);
+      const u64 below = (u64{1} << (4 * p)) - 1;
+      const u64 through = (below << 4) | 0xF;
+      const unsigned last = 4 * (ways - 1);
+      const u64 used = ways == 16 ? ~u64{0} : (u64{1} << (4 * ways)) - 1;
+      const u64 shifted = ((order & ~through) >> 4) & used & ~(u64{0xF} << last);
+      return (order & below) | shifted | (u64{way} << last) | (order & ~used);
+    }
+  };
+  static constexpr u32 kMaxOrderedWays = 16;
+
   // One set-associative array's storage and shape.
   struct Array {
     u64* keys = nullptr;
-    u64* stamps = nullptr;  // LRU: the clock at the last use; 0 for an empty way
+    u64* stamps = nullptr;  // per way, when orders is null
+    u64* orders = nullptr;  // per set (RecencyOrder), or null
     u64* payloads = nullptr;
     u32 sets = 1;
     u32 ways = 1;
@@ -213,9 +263,8 @@ class Tlb {
     PageSizeSet sizes = 0;
     u32* live = nullptr;  // valid entries per PageSize: 3 counters
 
-    u32 first_way(u64 page_number) const {
-      const u64 set = sets_pow2 ? (page_number & set_mask) : page_number % sets;
-      return static_cast<u32>(set) * ways;
+    u32 set_of(u64 page_number) const {
+      return static_cast<u32>(sets_pow2 ? (page_number & set_mask) : page_number % sets);
     }
   };
   // Where a translation of one page size may sit in one array. A lookup
@@ -224,6 +273,7 @@ class Tlb {
   struct Probe {
     u64* keys = nullptr;
     u64* stamps = nullptr;
+    u64* orders = nullptr;
     u64* payloads = nullptr;
     const u32* live = nullptr;  // the array's count of valid entries of this size
     u64 vpn_mask = 0;           // kVpnBits without the size's offset bits
@@ -234,10 +284,9 @@ class Tlb {
     u8 shift = 12;              // the size's page-number shift, for the set index
     bool sets_pow2 = true;
 
-    u32 first_way(u64 va) const {
+    u32 set_of(u64 va) const {
       const u64 page_number = va >> shift;
-      const u64 set = sets_pow2 ? (page_number & set_mask) : page_number % sets;
-      return static_cast<u32>(set) * ways;
+      return static_cast<u32>(sets_pow2 ? (page_number & set_mask) : page_number % sets);
     }
   };
   struct Bank {
@@ -251,7 +300,8 @@ class Tlb {
   // Where a lookup found its entry.
   struct Found {
     const Probe* probe = nullptr;
-    u32 index = 0;
+    u32 index = 0;  // the way's index in the array
+    u32 set = 0;
     u64 key = 0;
   };
 
@@ -266,27 +316,41 @@ class Tlb {
       const u64 page_key = (va & probe->vpn_mask) | probe->size_key;
       const u64 local = page_key | pcid;
       const u64 global = page_key | kGlobalKey;
-      const u32 first = probe->first_way(va);
+      const u32 set = probe->set_of(va);
+      const u32 first = set * probe->ways;
       for (u32 i = first; i != first + probe->ways; ++i) {
         const u64 key = probe->keys[i];
-        if (key == local || key == global) return Found{probe, i, key};
+        if (key == local || key == global) return Found{probe, i, set, key};
       }
     }
     return Found{};
   }
   // The LRU clock: 64 bits never wrap.
   u64 tick() { return ++clock_; }
-  void build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLevel level, u32& next_slot, u32& next_array);
+  // Where the next array's storage starts, while the constructor lays them out.
+  struct Cursor {
+    u32 slot = 0;
+    u32 array = 0;
+    u32 set = 0;  // in orders_
+  };
+  void build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLevel level, Cursor& next);
+  // Empties way `index`, which becomes the least recently used of its set.
   static void forget(const Array& array, u32 index) {
     --array.live[size_index_of_key(array.keys[index])];
     array.keys[index] = kEmpty;
-    array.stamps[index] = 0;  // an empty way is always the least recently used
+    if (array.orders != nullptr) {
+      const u32 set = index / array.ways;
+      array.orders[set] = RecencyOrder::to_back(array.orders[set], index - set * array.ways, array.ways);
+    } else {
+      array.stamps[index] = 0;
+    }
   }
 
   TlbLookup lookup_below_l1(u64 va, Pcid pcid, AccessKind kind);
   // Writes (key, payload) for a page of `size` at `page` into the bank's
   // array for that size, if it has one.
-  void fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload);
+  // `key_absent`: the caller knows the array holds no way with `key`.
+  void fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload, bool key_absent);
   template <typename Pred>
   u64 drop_all_where(Pred pred);
   template <typename Pred>
@@ -295,12 +359,24 @@ class Tlb {
   TlbGeometry geometry_;
   std::vector<u64> keys_;
   std::vector<u64> stamps_;
+  std::vector<u64> orders_;
   std::vector<u64> payloads_;
   std::vector<u32> live_;  // Array::live of every array
   Bank l1d_;
   Bank l1i_;
   Bank l2_;
   u64 clock_ = 0;
+  // Bumped by every change of a key (fill, invalidation, eviction).
+  u64 epoch_ = 0;
+  // The last lookup that missed both levels, so that the insert that
+  // follows it can skip searching the sets for its own key.
+  struct LastMiss {
+    u64 va = 0;
+    u64 epoch = ~u64{0};
+    const Bank* bank = nullptr;
+    Pcid pcid = 0;
+  };
+  LastMiss last_miss_;
   TlbCounters counters_;
 };
 
