@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -142,8 +143,24 @@ TEST(Scheduler, ParallelModeCostsNothingAndRecordsNothing) {
   Scheduler::Options o = options(1);
   o.deterministic = false;
   Scheduler s(2, o);
-  run(s, 2, 1000);
+  // The threads really run at once here: count with an atomic, not the
+  // unsynchronized log run() keeps (which only a deterministic run may use).
+  std::atomic<int> points{0};
+  std::vector<std::thread> threads;
+  for (std::uint32_t cpu = 0; cpu < 2; ++cpu) {
+    threads.emplace_back([&, cpu] {
+      s.enter(cpu);
+      for (int i = 0; i < 1000; ++i) {
+        points.fetch_add(1, std::memory_order_relaxed);
+        s.point(cpu);
+      }
+      s.exit(cpu);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(points.load(), 2000);
   EXPECT_TRUE(s.schedule().empty());
+  EXPECT_EQ(s.steps(), 0u);
 }
 
 }  // namespace
