@@ -7,6 +7,7 @@
 # fails        a wrong expectation exits 1 with the file:line, the seed and the step
 # bad-input    a scenario with an error exits 2 with FILE:LINE:COL: error:
 # chrome       the Chrome trace is one JSON document with a track per CPU
+# parallel     examples hold with the CPUs running freely (--parallel)
 set -uo pipefail
 pagelab=$1 source=$2 case=$3
 demo=$source/examples/demo.scenario
@@ -63,6 +64,15 @@ tracks = {e["tid"] for e in doc["traceEvents"] if e.get("ph") == "M"}
 assert tracks == {0, 1}, tracks
 assert any(e.get("name") == "fault" for e in doc["traceEvents"])
 PY
+    ;;
+  parallel)
+    # The CPUs as free-running threads (run under TSan in CI): every example
+    # that needs no particular interleaving must still hold.
+    for example in demo two_cpus_shared_space cow_fork; do
+      for round in 1 2 3; do
+        run "$source/examples/$example.scenario" --parallel --trace none || { cat "$work/stderr"; exit 1; }
+      done
+    done
     ;;
   *) echo "unknown case $case"; exit 2 ;;
 esac
