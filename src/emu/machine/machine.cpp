@@ -94,6 +94,14 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
   }
   mm::PhysicalMemoryConfig pmm_config;
   pmm_config.poison_freed = true;  // no data may cross owners: a use after free reads poison
+  pmm_config.observer.context = m.get();
+  pmm_config.observer.notify = [](void* context, bool allocated, mm::PhysAddr first, mm::FrameCount count,
+                                  mm::FrameOwner owner) {
+    auto* machine = static_cast<Machine*>(context);
+    machine->point();
+    machine->emit(allocated ? EventKind::FrameAlloc : EventKind::FrameFree, first.value(), count, 0, 0,
+                  allocated ? mm::frame_owner_name(owner) : "");
+  };
   m->memory_ = std::make_unique<EmuMemory>(m->platform_, *m->table_, *m->allocator_, pmm_config);
   m->vm_ = std::make_unique<EmuVm>(m->platform_, *m->memory_);
   for (std::uint32_t i = 0; i < config.cpus; ++i) {

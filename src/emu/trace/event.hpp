@@ -18,8 +18,8 @@ enum class EventKind : std::uint8_t {
   Fault,          // a = va (CR2), b = #PF error code
   FaultResolved,  // a = va, text = the core's answer (FaultOutcome)
   Segv,           // a = va, b = error code: the core could not resolve it
-  FrameAlloc,     // a = physical, text = owner
-  FrameFree,      // a = physical
+  FrameAlloc,     // a = physical, b = frames, text = owner
+  FrameFree,      // a = physical, b = frames
   Map,            // a = address, b = length, c = status (0 ok), text = space
   Unmap,          // a = address, b = length, c = status, text = space
   Protect,        // a = address, b = length, c = status, text = space

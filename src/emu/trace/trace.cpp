@@ -72,9 +72,9 @@ std::vector<Field> fields_of(const Event& e) {
     case EventKind::FaultResolved:
       return {{"va", hex(e.a), true}, {"answer", std::string(e.text), true}};
     case EventKind::FrameAlloc:
-      return {{"pa", hex(e.a), true}, {"owner", std::string(e.text), true}};
+      return {{"pa", hex(e.a), true}, {"frames", std::to_string(e.b), false}, {"owner", std::string(e.text), true}};
     case EventKind::FrameFree:
-      return {{"pa", hex(e.a), true}};
+      return {{"pa", hex(e.a), true}, {"frames", std::to_string(e.b), false}};
     case EventKind::Map:
     case EventKind::Unmap:
     case EventKind::Protect:

@@ -42,11 +42,19 @@ constexpr bool has(AllocFlags set, AllocFlags flag) {
 // use after free reads something unmistakable.
 inline constexpr u64 kPoisonPattern = 0xDEADF4A3DEADF4A3ull;
 
+// Told of every allocation handed to a caller and every free a caller makes
+// (the emulator traces them). Called with no PhysicalMemory lock held.
+struct FrameObserver {
+  void (*notify)(void* context, bool allocated, PhysAddr first, FrameCount count, FrameOwner owner) = nullptr;
+  void* context = nullptr;
+};
+
 struct PhysicalMemoryConfig {
   Watermarks watermarks{};
   u32 cache_batch = 16;   // frames moved per refill or drain
   u32 cache_high = 64;    // a cache above this many frames drains one batch
   bool poison_freed = false;
+  FrameObserver observer{};
 };
 
 struct PhysicalMemoryStats {
@@ -97,7 +105,7 @@ class PhysicalMemory {
     if (!pfn.ok()) {
       return pfn.status();
     }
-    return finish_allocation(pfn.value(), 1, flags);
+    return finish_allocation(pfn.value(), 1, flags, owner);
   }
 
   // Returns one frame obtained from allocate_frame (or any single allocated
@@ -123,18 +131,24 @@ class PhysicalMemory {
       // The reserve is short (an emergency allocation took from it): refill
       // it first, rather than let the next ordinary allocation find this
       // frame in the cache.
-      ZoneGuard zone(*this);
-      frame.refcount.store(1, MemoryOrder::Relaxed);
-      const Status freed = allocator_.free(pfn, 1);
-      MM_ASSERT(freed == Status::Ok);
+      {
+        ZoneGuard zone(*this);
+        frame.refcount.store(1, MemoryOrder::Relaxed);
+        const Status freed = allocator_.free(pfn, 1);
+        MM_ASSERT(freed == Status::Ok);
+      }
+      notify(false, address, 1, FrameOwner::Free);
       return Status::Ok;
     }
-    CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
-    LockGuard guard(cache.lock);
-    cache.push(pfn);
-    if (cache.count() > config_.cache_high) {
-      drain_locked(cache, config_.cache_batch);
+    {
+      CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
+      LockGuard guard(cache.lock);
+      cache.push(pfn);
+      if (cache.count() > config_.cache_high) {
+        drain_locked(cache, config_.cache_batch);
+      }
     }
+    notify(false, address, 1, FrameOwner::Free);
     return Status::Ok;
   }
 
@@ -146,7 +160,7 @@ class PhysicalMemory {
     if (!pfn.ok()) {
       return pfn.status();
     }
-    return finish_allocation(pfn.value(), request.count, flags);
+    return finish_allocation(pfn.value(), request.count, flags, request.owner);
   }
 
   // Returns a run from allocate_run. The allocator validates it (see
@@ -157,9 +171,12 @@ class PhysicalMemory {
       return Status::InvalidArgument;
     }
     const Pfn pfn = Pfn::containing(first);
-    ZoneGuard zone(*this);
-    MM_TRY(allocator_.free(pfn, count));
-    poison(pfn, count);
+    {
+      ZoneGuard zone(*this);
+      MM_TRY(allocator_.free(pfn, count));
+      poison(pfn, count);
+    }
+    notify(false, first, count, FrameOwner::Free);
     return Status::Ok;
   }
 
@@ -403,13 +420,20 @@ class PhysicalMemory {
     return Status::OutOfMemory;
   }
 
-  PhysAddr finish_allocation(Pfn pfn, FrameCount count, AllocFlags flags) {
+  PhysAddr finish_allocation(Pfn pfn, FrameCount count, AllocFlags flags, FrameOwner owner) {
     if (has(flags, AllocFlags::Zero)) {
       for (FrameCount i = 0; i < count; ++i) {
         __builtin_memset(platform_.direct_map((pfn + i).address()), 0, kPageSize);
       }
     }
+    notify(true, pfn.address(), count, owner);
     return pfn.address();
+  }
+
+  void notify(bool allocated, PhysAddr first, FrameCount count, FrameOwner owner) const {
+    if (config_.observer.notify != nullptr) {
+      config_.observer.notify(config_.observer.context, allocated, first, count, owner);
+    }
   }
 
   Result<Pfn> check_single(PhysAddr address) const {
