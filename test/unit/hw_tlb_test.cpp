@@ -4,6 +4,7 @@
 // writes), entries that stay stale until invalidated, and the second level.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -215,6 +216,151 @@ TEST(HwTlb, TinyPresetEvictsOnTheFifthDistinctPage) {
   tlb.insert(entry_of(PageSize::Size2M, 8 * M2, 0, 0), kData);
   EXPECT_TRUE(tlb.lookup(8 * M2 + 5, 0, kData).hit());
   EXPECT_EQ(tlb.valid_entries(), 4u);
+}
+
+// ---------------------------------------------------------------------------
+// Replacement policies (TlbGeometry::replacement).
+
+TlbGeometry with_policy(TlbGeometry g, TlbReplacement replacement, u64 seed = 0) {
+  g.replacement = replacement;
+  g.seed = seed;
+  return g;
+}
+
+// The 4 KiB pages (as page numbers) the TLB holds at `level`, sorted.
+std::vector<u64> pages_at(const Tlb& tlb, TlbLevel level) {
+  std::vector<u64> pages;
+  tlb.for_each([&](const TlbEntry& e, TlbLevel l) {
+    if (l == level) pages.push_back(e.page / K4);
+  });
+  std::sort(pages.begin(), pages.end());
+  return pages;
+}
+
+TEST(HwTlbReplacement, DefaultIsLruAndNamesParse) {
+  for (const TlbGeometry& g : {tiny_tlb_geometry(), skylake_tlb_geometry(), zen2_tlb_geometry()}) {
+    EXPECT_EQ(g.replacement, TlbReplacement::Lru) << g.name;
+  }
+  EXPECT_STREQ(tlb_replacement_name(TlbReplacement::Lru), "lru");
+  EXPECT_STREQ(tlb_replacement_name(TlbReplacement::Fifo), "fifo");
+  EXPECT_STREQ(tlb_replacement_name(TlbReplacement::Random), "random");
+
+  const NamedTlbGeometry fifo = tlb_geometry_named("tiny:fifo");
+  ASSERT_TRUE(fifo.ok()) << fifo.error;
+  EXPECT_EQ(fifo.geometry.replacement, TlbReplacement::Fifo);
+  EXPECT_EQ(fifo.geometry.l1d, tiny_tlb_geometry().l1d);
+  const NamedTlbGeometry random = tlb_geometry_named("skylake:random:42");
+  ASSERT_TRUE(random.ok()) << random.error;
+  EXPECT_EQ(random.geometry.replacement, TlbReplacement::Random);
+  EXPECT_EQ(random.geometry.seed, 42u);
+  EXPECT_EQ(validate(random.geometry), "");
+  EXPECT_EQ(tlb_geometry_named("zen2:lru").geometry, zen2_tlb_geometry());
+
+  const NamedTlbGeometry bad_policy = tlb_geometry_named("tiny:plru");
+  ASSERT_FALSE(bad_policy.ok());
+  for (std::string_view known : {"plru", "lru", "fifo", "random"}) {
+    EXPECT_NE(bad_policy.error.find(known), std::string::npos) << bad_policy.error;
+  }
+  EXPECT_FALSE(tlb_geometry_named("tiny:random:x1").ok());
+  EXPECT_FALSE(tlb_geometry_named("tiny:random:").ok());
+  EXPECT_FALSE(tlb_geometry_named("haswell:fifo").ok());
+}
+
+// Fill A B C D, use A B C, fill E: LRU drops D (the least recently used), FIFO
+// drops A (the oldest fill, however recently used).
+TEST(HwTlbReplacement, LruDropsTheLeastRecentlyUsedFifoTheOldestFill) {
+  for (const TlbReplacement policy : {TlbReplacement::Lru, TlbReplacement::Fifo}) {
+    SCOPED_TRACE(tlb_replacement_name(policy));
+    Tlb tlb(with_policy(tiny_tlb_geometry(), policy));
+    for (u64 n = 0; n < 4; ++n) tlb.insert(entry_4k(n * K4, n * K4, 0), kData);
+    for (u64 n = 0; n < 3; ++n) ASSERT_EQ(tlb.lookup(n * K4, 0, kData).level, TlbLevel::L1);
+    tlb.insert(entry_4k(4 * K4, 4 * K4, 0), kData);
+    EXPECT_EQ(tlb.counters().evictions, 1u);
+    if (policy == TlbReplacement::Lru) {
+      EXPECT_EQ(pages_at(tlb, TlbLevel::L1), (std::vector<u64>{0, 1, 2, 4}));
+    } else {
+      EXPECT_EQ(pages_at(tlb, TlbLevel::L1), (std::vector<u64>{1, 2, 3, 4}));
+    }
+  }
+}
+
+TEST(HwTlbReplacement, FifoEvictsInFillOrderAndARefreshKeepsTheAge) {
+  Tlb tlb(with_policy(tiny_tlb_geometry(), TlbReplacement::Fifo));
+  for (u64 n = 0; n < 4; ++n) tlb.insert(entry_4k(n * K4, n * K4, 0), kData);
+  // Page 0 used over and over and refreshed in place: still the oldest fill.
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(tlb.lookup(0, 0, kData).hit());
+  tlb.insert(entry_4k(0, 0, 0), kData);
+  EXPECT_EQ(tlb.valid_entries(), 4u);
+  for (u64 n = 4; n < 8; ++n) {
+    tlb.insert(entry_4k(n * K4, n * K4, 0), kData);
+    EXPECT_FALSE(tlb.lookup((n - 4) * K4, 0, kData).hit()) << "page " << n - 4 << " was the oldest fill";
+    for (u64 m = n - 3; m <= n; ++m) EXPECT_TRUE(tlb.lookup(m * K4, 0, kData).hit()) << m;
+  }
+  // An emptied way is taken before the oldest fill.
+  tlb.invalidate_page(6 * K4, 0);
+  tlb.insert(entry_4k(9 * K4, 9 * K4, 0), kData);
+  EXPECT_EQ(pages_at(tlb, TlbLevel::L1), (std::vector<u64>{4, 5, 7, 9}));
+}
+
+// The STLB (12 ways, kept as a recency order per set) under both policies:
+// after an L2 hit on the oldest page, LRU drops the second oldest, FIFO the
+// oldest.
+TEST(HwTlbReplacement, SecondLevelFollowsThePolicy) {
+  for (const TlbReplacement policy : {TlbReplacement::Lru, TlbReplacement::Fifo}) {
+    SCOPED_TRACE(tlb_replacement_name(policy));
+    Tlb tlb(with_policy(skylake_tlb_geometry(), policy));
+    const auto page = [](u64 n) { return kVa + n * 128 * K4; };  // one STLB set, one L1 set
+    for (u64 n = 0; n < 12; ++n) tlb.insert(entry_4k(page(n), n * K4, 0), kData);
+    ASSERT_EQ(tlb.lookup(page(0), 0, kData).level, TlbLevel::L2);
+    tlb.insert(entry_4k(page(12), 12 * K4, 0), kData);
+    std::vector<u64> l2 = pages_at(tlb, TlbLevel::L2);
+    const u64 gone = policy == TlbReplacement::Lru ? 1 : 0;
+    EXPECT_EQ(l2.size(), 12u);
+    EXPECT_EQ(std::count(l2.begin(), l2.end(), page(gone) / K4), 0) << "page " << gone;
+    // L1 (4 ways): LRU dropped page 9 (page 0 was refilled and used); FIFO
+    // dropped the oldest fill, page 9, too -- and page 0, refilled from L2,
+    // is the youngest but one.
+    EXPECT_EQ(pages_at(tlb, TlbLevel::L1),
+              (std::vector<u64>{page(0) / K4, page(10) / K4, page(11) / K4, page(12) / K4}));
+  }
+}
+
+// The victims a Random TLB chooses, inserting `count` pages into the tiny
+// preset's four ways (one eviction per page after the fourth).
+std::vector<u64> random_contents(u64 seed, u64 count) {
+  Tlb tlb(with_policy(tiny_tlb_geometry(), TlbReplacement::Random, seed));
+  std::vector<u64> trail;
+  for (u64 n = 0; n < count; ++n) {
+    tlb.insert(entry_4k(n * K4, n * K4, 0), kData);
+    EXPECT_EQ(tlb.valid_entries(), std::min<u64>(n + 1, 4)) << "an empty way first, then one victim per fill";
+    EXPECT_TRUE(tlb.lookup(n * K4, 0, kData).hit());
+    for (u64 page : pages_at(tlb, TlbLevel::L1)) trail.push_back(page);
+  }
+  EXPECT_EQ(tlb.counters().evictions, count > 4 ? count - 4 : 0);
+  return trail;
+}
+
+TEST(HwTlbReplacement, RandomIsDeterministicForASeedAndDependsOnIt) {
+  const std::vector<u64> a = random_contents(1, 64);
+  EXPECT_EQ(a, random_contents(1, 64)) << "same seed, same victims";
+  bool some_seed_differs = false;
+  for (u64 seed = 2; seed < 6; ++seed) some_seed_differs = some_seed_differs || random_contents(seed, 64) != a;
+  EXPECT_TRUE(some_seed_differs);
+  // Not LRU or FIFO in disguise: within 64 fills some victim is not the
+  // oldest page (under LRU and FIFO the contents would always be the last 4).
+  bool not_oldest = false;
+  for (std::size_t n = 4; n < 64; ++n) {
+    const std::vector<u64> contents(a.begin() + static_cast<std::ptrdiff_t>(4 * n - 6),
+                                    a.begin() + static_cast<std::ptrdiff_t>(4 * n - 2));
+    not_oldest = not_oldest || contents != (std::vector<u64>{n - 3, n - 2, n - 1, n});
+  }
+  EXPECT_TRUE(not_oldest);
+  // Refreshing a cached translation never draws a victim.
+  Tlb tlb(with_policy(tiny_tlb_geometry(), TlbReplacement::Random, 7));
+  for (u64 n = 0; n < 4; ++n) tlb.insert(entry_4k(n * K4, n * K4, 0), kData);
+  for (u64 n = 0; n < 4; ++n) tlb.insert(entry_4k(n * K4, n * K4, 0), kData);
+  EXPECT_EQ(tlb.counters().evictions, 0u);
+  EXPECT_EQ(pages_at(tlb, TlbLevel::L1), (std::vector<u64>{0, 1, 2, 3}));
 }
 
 TEST(HwTlb, SameTranslationIsRefreshedInPlace) {

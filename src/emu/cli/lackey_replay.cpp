@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <istream>
 
@@ -19,11 +22,19 @@ constexpr u64 kFirstDataFrame = u64{1} << 40;
 
 bool is_space(char c) { return c == ' ' || c == '\t'; }
 
+// A digit's value by character, 0xFF for a non-digit: one load per digit.
+constexpr std::array<std::uint8_t, 256> kHexDigits = [] {
+  std::array<std::uint8_t, 256> table{};
+  table.fill(0xFF);
+  for (int c = '0'; c <= '9'; ++c) table[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) table[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c) table[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - 'A' + 10);
+  return table;
+}();
+
 int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+  const std::uint8_t d = kHexDigits[static_cast<unsigned char>(c)];
+  return d == 0xFF ? -1 : d;
 }
 
 }  // namespace
@@ -139,12 +150,12 @@ bool LackeyReplayer::feed_line(std::string_view line, std::string& error) {
   while (pos < line.size() && is_space(line[pos])) ++pos;
   u64 va = 0;
   std::size_t digits = 0;
-  for (; pos < line.size() && hex_digit(line[pos]) >= 0; ++pos, ++digits) {
-    if (digits == 16) {
+  for (int d; pos < line.size() && (d = hex_digit(line[pos])) >= 0; ++pos, ++digits) {
+    if (digits == 16) [[unlikely]] {
       error = "the address has more than 16 hexadecimal digits";
       return false;
     }
-    va = (va << 4) | static_cast<u64>(hex_digit(line[pos]));
+    va = (va << 4) | static_cast<u64>(d);
   }
   if (digits == 0) {
     error = fmt::format("expected a hexadecimal address after '{}'", kind);
@@ -200,15 +211,44 @@ LackeyStats LackeyReplayer::stats() const {
 std::optional<LackeyStats> replay_lackey(std::istream& in, const std::string& file_name,
                                          const hw::TlbGeometry& geometry, std::string& error) {
   LackeyReplayer replayer(geometry);
-  std::string line;
+  // Lines are cut out of large blocks read at once (std::getline costs more
+  // than replaying the access): the same lines getline would give, the last
+  // one included when it has no newline.
+  constexpr std::size_t kBlock = std::size_t{1} << 16;
+  std::vector<char> buffer(2 * kBlock);
+  std::size_t begin = 0;  // the unconsumed bytes are buffer[begin, end)
+  std::size_t end = 0;
   u64 number = 0;
-  while (std::getline(in, line)) {
+  std::string message;
+  const auto feed = [&](std::string_view line) {
     ++number;
-    std::string message;
-    if (!replayer.feed_line(line, message)) {
-      error = fmt::format("{}:{}: error: {}", file_name, number, message);
-      return std::nullopt;
+    if (replayer.feed_line(line, message)) return true;
+    error = fmt::format("{}:{}: error: {}", file_name, number, message);
+    return false;
+  };
+  for (;;) {
+    if (begin != 0) {  // keep the partial line, at the front
+      std::copy(buffer.begin() + static_cast<std::ptrdiff_t>(begin), buffer.begin() + static_cast<std::ptrdiff_t>(end),
+                buffer.begin());
+      end -= begin;
+      begin = 0;
     }
+    if (buffer.size() - end < kBlock) buffer.resize(end + kBlock);  // a line longer than a block
+    in.read(buffer.data() + end, static_cast<std::streamsize>(buffer.size() - end));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    end += got;
+    const char* const data = buffer.data();
+    for (;;) {
+      const void* newline = std::memchr(data + begin, '\n', end - begin);
+      if (newline == nullptr) break;
+      const auto at = static_cast<std::size_t>(static_cast<const char*>(newline) - data);
+      if (!feed(std::string_view(data + begin, at - begin))) return std::nullopt;
+      begin = at + 1;
+    }
+    if (got == 0 || !in) break;
+  }
+  if (begin != end && !in.bad()) {
+    if (!feed(std::string_view(buffer.data() + begin, end - begin))) return std::nullopt;
   }
   if (in.bad()) {
     error = fmt::format("{}: error: read failed", file_name);

@@ -17,7 +17,8 @@ const char* tlb_level_name(TlbLevel level) {
   return "?";
 }
 
-Tlb::Tlb(const TlbGeometry& geometry) : geometry_(geometry) {
+Tlb::Tlb(const TlbGeometry& geometry)
+    : geometry_(geometry), replacement_(geometry.replacement), random_state_(geometry.seed) {
   if (!validate(geometry_).empty()) MM_PANIC("Tlb: invalid geometry (validate() it first); entries", geometry_.entries());
   const u32 total = geometry_.entries();
   keys_.assign(total, kEmpty);
@@ -94,7 +95,9 @@ TlbLookup Tlb::lookup_below_l1(u64 va, Pcid pcid, AccessKind kind) {
     last_miss_ = LastMiss{va, epoch_, &l1_for(kind), pcid};
     return TlbLookup{};
   }
-  if (found.probe->orders != nullptr) {
+  if (replacement_ != TlbReplacement::Lru) {
+    // FIFO ages by fill only; Random keeps no recency.
+  } else if (found.probe->orders != nullptr) {
     u64& order = found.probe->orders[found.set];
     order = RecencyOrder::to_front(order, found.index - found.set * found.probe->ways);
   } else {
@@ -158,6 +161,18 @@ u32 pick_way(const u64* keys, const u64* stamps, u64 key, u32 ways, bool key_abs
   }
 }
 
+// The Random policy's choice: the way holding `key`, else the first empty
+// way, else a way drawn from `draw` (called only then).
+template <typename Draw>
+u32 pick_way_random(const u64* keys, u64 key, u32 ways, bool key_absent, Draw&& draw) {
+  u32 empty = ways;
+  for (u32 w = 0; w < ways; ++w) {
+    if (!key_absent && keys[w] == key) [[unlikely]] return w;
+    if (keys[w] == 0 && empty == ways) empty = w;
+  }
+  return empty != ways ? empty : static_cast<u32>(draw() % ways);
+}
+
 }  // namespace
 
 inline void Tlb::fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload, bool key_absent) {
@@ -167,7 +182,9 @@ inline void Tlb::fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload,
   const u32 set = array.set_of(page >> std::countr_zero(bytes_of(size)));
   const u32 first = set * array.ways;
   u32 victim;
-  if (array.orders != nullptr) {
+  if (replacement_ == TlbReplacement::Random) {
+    victim = first + pick_way_random(array.keys + first, key, array.ways, key_absent, [this] { return next_random(); });
+  } else if (array.orders != nullptr) {
     u32 way = array.ways;
     for (u32 w = 0; w < array.ways && !key_absent; ++w) {
       if (array.keys[first + w] == key) [[unlikely]] {
@@ -197,10 +214,14 @@ inline void Tlb::fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload,
     array.keys[victim] = key;
     ++epoch_;
   }
-  if (array.orders != nullptr) {
-    array.orders[set] = RecencyOrder::to_front(array.orders[set], victim - first);
-  } else {
-    array.stamps[victim] = tick();
+  // LRU: a fill is a use; FIFO: only a new translation is young (a refresh in
+  // place keeps its age); Random: no recency.
+  if (replacement_ == TlbReplacement::Lru || (replacement_ == TlbReplacement::Fifo && old != key)) {
+    if (array.orders != nullptr) {
+      array.orders[set] = RecencyOrder::to_front(array.orders[set], victim - first);
+    } else {
+      array.stamps[victim] = tick();
+    }
   }
   array.payloads[victim] = payload;
 }

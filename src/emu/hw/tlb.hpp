@@ -103,7 +103,7 @@ class Tlb {
     if (((va + (u64{1} << 47)) >> 48) != 0) [[unlikely]] return lookup_below_l1(va, pcid, kind);
     const Found found = find(l1_for(kind), va, pcid);
     if (found.probe != nullptr) [[likely]] {
-      found.probe->stamps[found.index] = tick();
+      if (replacement_ == TlbReplacement::Lru) found.probe->stamps[found.index] = tick();
       ++counters_.l1_hits;
       return TlbLookup{TlbLevel::L1, decode(found.key, found.probe->payloads[found.index])};
     }
@@ -114,7 +114,8 @@ class Tlb {
   // of its size (the iTLB for a fetch when there is one) and in the L2 array
   // of its size, if those exist. An entry for the same page, size and PCID
   // (or both global) is replaced in place; otherwise the set's LRU entry
-  // makes room.
+  // makes room: the way the geometry's replacement policy picks, an empty
+  // one first.
   void insert(const TlbEntry& entry, AccessKind kind);
 
   // INVLPG va, executed under `current_pcid`: every entry that translates
@@ -325,8 +326,16 @@ class Tlb {
     }
     return Found{};
   }
-  // The LRU clock: 64 bits never wrap.
+  // The recency clock (LRU: last use; FIFO: fill): 64 bits never wrap.
   u64 tick() { return ++clock_; }
+  // The Random policy's generator (splitmix64): a pure function of the seed
+  // and the number of draws, so runs are reproducible.
+  u64 next_random() {
+    u64 z = (random_state_ += 0x9E37'79B9'7F4A'7C15);
+    z = (z ^ (z >> 30)) * 0xBF58'476D'1CE4'E5B9;
+    z = (z ^ (z >> 27)) * 0x94D0'49BB'1331'11EB;
+    return z ^ (z >> 31);
+  }
   // Where the next array's storage starts, while the constructor lays them out.
   struct Cursor {
     u32 slot = 0;
@@ -366,6 +375,8 @@ class Tlb {
   Bank l1i_;
   Bank l2_;
   u64 clock_ = 0;
+  TlbReplacement replacement_ = TlbReplacement::Lru;
+  u64 random_state_ = 0;
   // Bumped by every change of a key (fill, invalidation, eviction).
   u64 epoch_ = 0;
   // The last lookup that missed both levels, so that the insert that

@@ -22,8 +22,21 @@ inline constexpr PageSizeSet kSizes2M = size_bit(PageSize::Size2M);
 inline constexpr PageSizeSet kSizes1G = size_bit(PageSize::Size1G);
 inline constexpr PageSizeSet kAllSizes = kSizes4K | kSizes2M | kSizes1G;
 
-// One set-associative array: `sets` x `ways` entries, LRU within a set,
-// holding translations of the page sizes in `sizes`. sets = 1 is fully
+// How a set chooses the way a new translation displaces when none is empty
+// (an empty way, e.g. one an invalidation emptied, is always taken first):
+//   Lru:    the least recently used way (a hit or a fill is a use);
+//   Fifo:   the way filled longest ago, however recently it was used;
+//   Random: a way drawn from a deterministic generator seeded by
+//           TlbGeometry::seed, so that a run stays reproducible.
+// Refreshing a translation already cached (same page, size and PCID) rewrites
+// its way in place under every policy; under Fifo it keeps its age.
+enum class TlbReplacement : u8 { Lru, Fifo, Random };
+const char* tlb_replacement_name(TlbReplacement replacement);
+// The policies' names ("lru", "fifo", "random"), in that order.
+const std::vector<std::string_view>& tlb_replacement_names();
+
+// One set-associative array: `sets` x `ways` entries, replaced within a set
+// by the TLB's policy (TlbGeometry::replacement), holding translations of the page sizes in `sizes`. sets = 1 is fully
 // associative. A set-associative array that holds several sizes indexes each
 // size by its own page number (a lookup probes one set per size held).
 struct TlbArrayGeometry {
@@ -46,6 +59,10 @@ struct TlbGeometry {
   // An optional second level (STLB), shared by data accesses and fetches; it
   // may hold only some page sizes.
   std::vector<TlbArrayGeometry> l2;
+  // The replacement policy of every array, and the seed of the generator the
+  // Random policy draws from (each Tlb has its own, started from this seed).
+  TlbReplacement replacement = TlbReplacement::Lru;
+  u64 seed = 0;
 
   u32 entries() const;
   bool operator==(const TlbGeometry&) const = default;
@@ -78,7 +95,9 @@ TlbGeometry zen2_tlb_geometry();
 // The preset names, in the order error messages list them.
 const std::vector<std::string_view>& tlb_geometry_names();
 
-// A preset by name, or an error that lists the known names.
+// A preset by name, or an error that lists the known names. The name may be
+// followed by a replacement policy and a seed: "NAME[:POLICY[:SEED]]", e.g.
+// "tiny:fifo" or "skylake:random:42" (the preset's policy is LRU, its seed 0).
 struct NamedTlbGeometry {
   TlbGeometry geometry;  // only meaningful when ok()
   std::string error;     // empty when found
