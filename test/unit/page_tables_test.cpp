@@ -208,6 +208,9 @@ TEST_F(PageTablesTest, UpperHalfIsSharedFromATemplate) {
 
 TEST_F(PageTablesTest, BatchInvalidatesPageByPageThenFullyPastItsLimit) {
   ASSERT_EQ(tables->map(VirtAddr(0x400000), PhysAddr(0x7000000), 40, PageSize::Size4K, kUserRw), Status::Ok);
+  // A page elsewhere under the same top-level entry keeps that entry (whose
+  // removal would be a flush of everything on every CPU) in place.
+  ASSERT_EQ(tables->map(VirtAddr(0x40000000), PhysAddr(0x7100000), 1, PageSize::Size4K, kUserRw), Status::Ok);
   const auto& counters = pool.platform().counters();
   const mm::u64 pages_before = counters.page_invalidations.load();
   const mm::u64 full_before = counters.pcid_flushes.load();
@@ -216,6 +219,9 @@ TEST_F(PageTablesTest, BatchInvalidatesPageByPageThenFullyPastItsLimit) {
   EXPECT_EQ(counters.pcid_flushes.load(), full_before);
   ASSERT_EQ(unmap(0x400000 + 8 * K4, 32 * K4), Status::Ok);  // 32 pages + the freed tables: past 32 items
   EXPECT_EQ(counters.pcid_flushes.load() - full_before, 1u);
+  const mm::u64 all_before = counters.full_flushes.load();
+  ASSERT_EQ(unmap(0x40000000, K4), Status::Ok);  // the last page under the top-level entry
+  EXPECT_EQ(counters.full_flushes.load() - all_before, 1u);
 }
 
 }  // namespace

@@ -299,6 +299,8 @@ TEST(ScenarioParser, ShootdownPoliciesSafeAndUnsafe) {
       {"unsafe-free-before-ack", ShootdownPolicy::UnsafeFreeBeforeAck, true},
       {"unsafe-active-only", ShootdownPolicy::UnsafeActiveOnly, true},
       {"unsafe-no-flush", ShootdownPolicy::UnsafeNoFlush, true},
+      {"unsafe-local-only", ShootdownPolicy::UnsafeLocalOnly, true},
+      {"unsafe-flush-after-unlock", ShootdownPolicy::UnsafeFlushAfterUnlock, true},
   };
   for (const Row& row : rows) {
     SCOPED_TRACE(row.name);
@@ -568,7 +570,7 @@ std::vector<ErrorRow> error_rows() {
       {"bad pmm", kHead + "option pmm=slab\n", "t.scn:2:12: error: unknown pmm 'slab' (expected buddy, stack or bitmap)"},
       {"unknown shootdown policy", kHead + "option shootdown=lazy\n",
        "t.scn:2:18: error: unknown shootdown policy 'lazy' (expected one of batched, broadcast, unsafe-free-before-ack, "
-       "unsafe-active-only, unsafe-no-flush)"},
+       "unsafe-active-only, unsafe-no-flush, unsafe-local-only, unsafe-flush-after-unlock)"},
       {"option twice", kHead + "option pmm=buddy\noption pmm=stack\n",
        "t.scn:3:8: error: option 'pmm' given twice (first at line 2)"},
       {"seed repeated", kHead + "seed 1\nseed 2\n", "t.scn:3:1: error: 'seed' repeated (first at line 2)"},

@@ -9,22 +9,31 @@ void EmuSpinLock::lock() {
   if (machine) machine->point();
   while (locked_.exchange(true, std::memory_order_acquire)) {
     if (machine && cpu_context.scheduled) {
-      machine->point(Wait::Spinning);  // the holder is parked at a point of its own: let it run
+      // The holder is parked at a point of its own: let it run. Like the
+      // kernel's lock, the wait takes interrupts if none were off before.
+      machine->interruptible_wait();
       if (machine->scheduler().deadlocked()) {
         MM_PANIC("deadlock: every CPU is waiting, this one on a lock", cpu_context.cpu);
       }
     }
   }
+  ++cpu_context.locks_held;
 }
 
 bool EmuSpinLock::try_lock() {
   if (cpu_context.machine) cpu_context.machine->point();
-  return !locked_.exchange(true, std::memory_order_acquire);
+  if (locked_.exchange(true, std::memory_order_acquire)) return false;
+  ++cpu_context.locks_held;
+  return true;
 }
 
+// The scheduling point comes before the release: nothing the holder did can
+// be overtaken between the release and its return (the oracle checks an
+// operation's effect the moment it returns).
 void EmuSpinLock::unlock() {
-  locked_.store(false, std::memory_order_release);
   if (cpu_context.machine) cpu_context.machine->point();
+  --cpu_context.locks_held;
+  locked_.store(false, std::memory_order_release);
 }
 
 std::byte* EmuPlatform::direct_map(mm::PhysAddr address) const {
@@ -88,10 +97,11 @@ bool EmuPlatform::pte_compare_exchange(mm::u64* entry, mm::u64& expected, mm::u6
 void EmuPlatform::send_ipi(mm::CpuSet targets) {
   machine_.point();
   machine_.emit(EventKind::IpiSend, targets.bits());
-  machine_.count_ipis(static_cast<mm::u64>(__builtin_popcountll(targets.bits())));
+  machine_.count_ipis(targets.count());
+  targets.for_each([&](mm::CpuId cpu) { machine_.cpu(cpu).ipi_pending.store(true, std::memory_order_release); });
 }
 
-void EmuPlatform::relax() { machine_.point(Wait::Spinning); }
+void EmuPlatform::relax() { machine_.interruptible_wait(); }
 
 void EmuPlatform::log(mm::LogLevel, const char* text) { machine_.emit(EventKind::Note, 0, 0, 0, 0, text); }
 

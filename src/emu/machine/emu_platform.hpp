@@ -25,6 +25,9 @@ struct CpuContext {
   Machine* machine = nullptr;
   mm::u32 cpu = 0;
   bool scheduled = false;
+  // EmuSpinLocks held: the kernel's spinlocks keep interrupts off, so a CPU
+  // holding one takes no shootdown interrupt (it polls its queue instead).
+  mm::u32 locks_held = 0;
 };
 inline thread_local CpuContext cpu_context;
 

@@ -101,9 +101,21 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
     machine->point();
     machine->emit(allocated ? EventKind::FrameAlloc : EventKind::FrameFree, first.value(), count, 0, 0,
                   allocated ? mm::frame_owner_name(owner) : "");
+    if (Oracle* oracle = machine->oracle()) {
+      if (allocated) {
+        oracle->frames_allocated(first.value(), count);
+      } else {
+        oracle->frames_freed(first.value(), count, machine->memory().frames()[mm::Pfn::containing(first)].owner ==
+                                                      mm::FrameOwner::PageTable);
+      }
+    }
   };
   m->memory_ = std::make_unique<EmuMemory>(m->platform_, *m->table_, *m->allocator_, pmm_config);
-  m->vm_ = std::make_unique<EmuVm>(m->platform_, *m->memory_);
+  if (config.schedule.deterministic) m->oracle_ = std::make_unique<Oracle>(*m, frames);
+  m->vm_ = std::make_unique<EmuVm>(m->platform_, *m->memory_,
+                                   mm::TlbCoherenceConfig{.policy = config.shootdown,
+                                                          .flush_threshold = config.flush_threshold,
+                                                          .pcid = config.pcid});
   for (std::uint32_t i = 0; i < config.cpus; ++i) {
     auto cpu = std::make_unique<EmuCpu>(named.geometry);
     cpu->id = i;
@@ -142,9 +154,8 @@ mm::Status Machine::create_space(const std::string& name) {
   if (spaces_.count(name)) return mm::Status::AlreadyExists;
   auto space = std::make_unique<EmuSpace>(*vm_);
   MM_TRY(space->init());
-  const mm::Pcid pcid{static_cast<mm::u16>(config_.pcid ? (spaces_.size() % 4095) + 1 : 0)};
-  ram_->record_space(name, space->root().value() | pcid.value);
-  spaces_.emplace(name, Space{std::move(space), pcid});
+  ram_->record_space(name, space->root().value());
+  spaces_.emplace(name, Space{std::move(space)});
   return mm::Status::Ok;
 }
 
@@ -176,22 +187,46 @@ void Machine::destroy_spaces() {
 }
 
 mm::Status Machine::use_space(const std::string& name) {
-  Space* s = nullptr;
-  {
-    std::lock_guard<std::mutex> guard(spaces_mutex_);
-    const auto it = spaces_.find(name);
-    if (it == spaces_.end()) return mm::Status::NotFound;
-    s = &it->second;
-  }
+  EmuSpace* s = space(name);
+  if (s == nullptr) return mm::Status::NotFound;
+  take_interrupts();
   current().space = name;
-  // With PCIDs a switch keeps the other spaces' translations (no-flush);
-  // without, every CR3 load flushes (SDM 4.10.4.1).
-  platform_.load_address_space(s->space->root(), s->pcid, config_.pcid ? mm::CrFlush::No : mm::CrFlush::Yes);
+  // The core picks the PCID and whether the load flushes it (TlbCoherence::switch_to).
+  s->activate();
   return mm::Status::Ok;
+}
+
+void Machine::cpu_online() { vm_->coherence().cpu_online(); }
+
+void Machine::cpu_offline() {
+  take_interrupts();
+  current().ipi_pending.store(false, std::memory_order_release);
+  vm_->coherence().cpu_offline();
+  current().space.clear();
+}
+
+void Machine::take_interrupts() {
+  EmuCpu& cpu = current();
+  if (cpu_context.locks_held != 0 || !cpu.ipi_pending.load(std::memory_order_acquire)) return;
+  cpu.ipi_pending.store(false, std::memory_order_release);
+  emit(EventKind::IpiReceive);
+  vm_->coherence().handle_ipi();
+}
+
+void Machine::interruptible_wait() {
+  point(Wait::Spinning);
+  take_interrupts();
+}
+
+void Machine::operation_returned(const char* operation, const std::string& name) {
+  if (!oracle_) return;
+  EmuSpace* s = space(name);
+  if (s != nullptr) oracle_->operation_returned(operation, s->root().value(), s->tlb_context());
 }
 
 AccessOutcome Machine::access(mm::VirtAddr address, hw::AccessKind kind, std::uint64_t value) {
   EmuCpu& cpu = current();
+  take_interrupts();  // an access boundary
   EmuSpace* space = cpu.space.empty() ? nullptr : this->space(cpu.space);
   if (space == nullptr) return AccessOutcome{AccessOutcome::Kind::NoSpace};
   const hw::Access hw_access{kind, cpu.mode == mm::AccessMode::User ? hw::Mode::User : hw::Mode::Supervisor};
@@ -208,6 +243,7 @@ AccessOutcome Machine::access(mm::VirtAddr address, hw::AccessKind kind, std::ui
     if (hit.hit() && hw::access_violation(hit.entry.rights, cpu.cr, hw_access) == hw::FaultReason::None &&
         (kind != hw::AccessKind::Write || hit.entry.dirty)) {
       emit(EventKind::TlbHit, va, hit.level == hw::TlbLevel::L1 ? 1 : 2, hit.entry.translate(va), pcid);
+      if (oracle_ && cpu_context.scheduled) oracle_->tlb_hit(va, hit.entry, cpu.cr.root(), &space->tlb_context());
       physical = hit.entry.translate(va);
       translated = true;
     } else {

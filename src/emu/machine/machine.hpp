@@ -22,6 +22,7 @@
 #include "emu/hw/page_walk.hpp"
 #include "emu/hw/tlb.hpp"
 #include "emu/machine/emu_platform.hpp"
+#include "emu/machine/oracle.hpp"
 #include "emu/ram/ram.hpp"
 #include "emu/sched/scheduler.hpp"
 #include "emu/trace/trace.hpp"
@@ -52,6 +53,7 @@ struct MachineConfig {
   bool psc = false;
   AllocatorKind allocator = AllocatorKind::Buddy;
   std::uint32_t flush_threshold = 32;
+  mm::ShootdownPolicy shootdown = mm::ShootdownPolicy::Batched;
   RamSpec ram;
   Scheduler::Options schedule;
 };
@@ -68,6 +70,9 @@ struct EmuCpu {
   mm::AccessMode mode = mm::AccessMode::User;
   std::string space;          // the address space whose CR3 it runs, "" before any `use`
   std::uint64_t faults = 0;   // #PF taken (resolved or not)
+  // The shootdown interrupt is raised (EmuPlatform::send_ipi) and not yet
+  // taken; it is taken at the next access boundary or interruptible wait.
+  std::atomic<bool> ipi_pending{false};
 
   explicit EmuCpu(const hw::TlbGeometry& geometry) : tlb(geometry) {}
 };
@@ -97,6 +102,22 @@ class Machine {
   void set_mode(mm::AccessMode mode) { current().mode = mode; }
   AccessOutcome access(mm::VirtAddr address, hw::AccessKind kind, std::uint64_t value = 0);
 
+  // The calling CPU takes part in shootdowns from now on / no more (its
+  // program starts / ended).
+  void cpu_online();
+  void cpu_offline();
+  // Takes a pending shootdown interrupt on the calling CPU, if interrupts
+  // are on (it holds no spinlock).
+  void take_interrupts();
+  // A wait in which interrupts are taken (a barrier, a spinlock wait from
+  // a context that held no other lock, the core's relax()).
+  void interruptible_wait();
+  // The oracle (deterministic runs only; null otherwise).
+  Oracle* oracle() { return oracle_.get(); }
+  std::optional<Violation> violation() const { return oracle_ ? oracle_->violation() : std::nullopt; }
+  // Tells the oracle that an operation on `space` has returned.
+  void operation_returned(const char* operation, const std::string& space);
+
   // For EmuPlatform and the runner.
   void point(Wait wait = Wait::Progress);
   void emit(EventKind kind, std::uint64_t a = 0, std::uint64_t b = 0, std::uint64_t c = 0, std::uint64_t d = 0,
@@ -120,7 +141,6 @@ class Machine {
 
   struct Space {
     std::unique_ptr<EmuSpace> space;
-    mm::Pcid pcid;
   };
 
   const MachineConfig config_;
@@ -138,6 +158,7 @@ class Machine {
   std::unique_ptr<EmuVm> vm_;
   std::vector<std::unique_ptr<EmuCpu>> cpus_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<Oracle> oracle_;
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
   std::atomic<std::uint64_t> step_{0};

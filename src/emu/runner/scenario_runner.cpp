@@ -53,15 +53,22 @@ class Run {
   bool execute(const std::vector<Statement>& body) {
     for (const Statement& s : body) {
       if (failed()) return false;
-      if (!execute(s)) return false;
+      machine_.take_interrupts();  // between two instructions
+      const bool held = execute(s);
+      if (const std::optional<Violation> v = machine_.violation()) {
+        // The CPU whose step broke an invariant reports it, at its statement.
+        if (v->cpu == cpu_context.cpu) fail(s.where, "oracle: " + v->invariant + " violated: " + v->message, v->step);
+        return false;
+      }
+      if (!held) return false;
     }
     return true;
   }
 
-  void fail(const scenario::SourceLocation& where, std::string message) {
+  void fail(const scenario::SourceLocation& where, std::string message, std::optional<std::uint64_t> step = {}) {
     std::lock_guard<std::mutex> guard(mutex_);
     if (failure_) return;
-    failure_ = Failure{where, std::move(message), cpu_context.cpu, machine_.scheduler().steps()};
+    failure_ = Failure{where, std::move(message), cpu_context.cpu, step.value_or(machine_.scheduler().steps())};
     machine_.scheduler().stop();
   }
   bool failed() {
@@ -100,7 +107,11 @@ class Run {
 
   mm::Status space_operation(const Statement& s) {
     if (const auto* sp = s.as<scenario::SpaceStmt>()) return machine_.create_space(sp->name);
-    if (const auto* f = s.as<scenario::ForkStmt>()) return machine_.fork_space(f->parent, f->child);
+    if (const auto* f = s.as<scenario::ForkStmt>()) {
+      const mm::Status status = machine_.fork_space(f->parent, f->child);
+      machine_.operation_returned("fork", f->parent);
+      return status;
+    }
     if (const auto* m = s.as<scenario::MapStmt>()) {
       EmuSpace* space = machine_.space(m->space);
       if (space == nullptr) return mm::Status::NotFound;
@@ -108,6 +119,7 @@ class Run {
                                                           .kind = m->kind, .fork = m->fork, .physical = m->physical,
                                                           .populate = m->populate});
       machine_.emit(EventKind::Map, m->address.value(), m->length, static_cast<std::uint64_t>(status), 0, m->space);
+      machine_.operation_returned("map", m->space);
       return status;
     }
     if (const auto* u = s.as<scenario::UnmapStmt>()) {
@@ -115,6 +127,7 @@ class Run {
       if (space == nullptr) return mm::Status::NotFound;
       const mm::Status status = space->unmap(u->address, u->length);
       machine_.emit(EventKind::Unmap, u->address.value(), u->length, static_cast<std::uint64_t>(status), 0, u->space);
+      machine_.operation_returned("unmap", u->space);
       return status;
     }
     if (const auto* p = s.as<scenario::ProtectStmt>()) {
@@ -122,6 +135,7 @@ class Run {
       if (space == nullptr) return mm::Status::NotFound;
       const mm::Status status = space->protect(p->address, p->length, p->prot);
       machine_.emit(EventKind::Protect, p->address.value(), p->length, static_cast<std::uint64_t>(status), 0, p->space);
+      machine_.operation_returned("protect", p->space);
       return status;
     }
     if (const auto* p = s.as<scenario::PinStmt>()) {
@@ -186,9 +200,10 @@ class Run {
         if (barriers_[b.name].generation != generation || failure_) return !failure_;
       }
       if (cpu_context.scheduled) {
-        machine_.point(Wait::Spinning);
+        machine_.interruptible_wait();
         if (machine_.scheduler().deadlocked()) return false;
       } else {
+        machine_.take_interrupts();
         std::this_thread::yield();
       }
     }
@@ -256,7 +271,7 @@ std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& mach
         problem = fmt::format("check faults cpu {}: {} faults, expected {} {}", f->cpu, faults, scenario::comparison_symbol(f->comparison), f->count);
       }
     } else if (const auto* sd = check.as<scenario::CheckShootdowns>()) {
-      const std::uint64_t shootdowns = machine.ipis_sent();
+      const std::uint64_t shootdowns = machine.vm().coherence().stats().shootdowns;
       if (!scenario::compare(shootdowns, sd->comparison, sd->count)) {
         problem = fmt::format("check shootdowns: {}, expected {} {}", shootdowns, scenario::comparison_symbol(sd->comparison), sd->count);
       }
@@ -312,6 +327,7 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   config.psc = s.machine.psc;
   config.allocator = allocator_of(s.options);
   config.flush_threshold = s.options.flush_threshold.value_or(32);
+  config.shootdown = s.options.shootdown.value_or(mm::ShootdownPolicy::Batched);
   config.ram = options.ram;
   config.schedule.deterministic = options.deterministic;
   config.schedule.seed = result.seed;
@@ -334,7 +350,9 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
       threads.emplace_back([&, cpu] {
         cpu_context = CpuContext{machine.get(), cpu, options.deterministic};
         machine->scheduler().enter(cpu);
+        machine->cpu_online();
         if (const scenario::CpuProgram* program = s.program_for(cpu)) run.execute(program->body);
+        machine->cpu_offline();
         machine->scheduler().exit(cpu);
       });
     }
@@ -343,6 +361,9 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   }
   result.steps = machine->scheduler().steps();
   result.schedule = machine->scheduler().schedule();
+  if (const std::optional<Violation> v = machine->violation(); v && !run.failed()) {
+    run.fail(s.machine.where, "oracle: " + v->invariant + " violated: " + v->message, v->step);
+  }
   if (machine->scheduler().deadlocked() && !run.failed()) {
     run.fail(s.machine.where, "deadlock: every CPU was waiting (a barrier no one else reaches?)");
   }

@@ -27,6 +27,7 @@
 #include "mm/base/status.hpp"
 #include "mm/base/types.hpp"
 #include "mm/paging/protection.hpp"
+#include "mm/paging/shootdown_policy.hpp"
 #include "mm/vm/fault.hpp"
 #include "mm/vm/region.hpp"
 
@@ -61,16 +62,10 @@ struct Machine {
 
 enum class PmmKind : std::uint8_t { Buddy, Stack, Bitmap };
 
-// TLB-shootdown policies. The first ones are correct; the unsafe ones
-// reproduce classic bugs so the oracle can be shown to catch them, and the
-// runner refuses them unless --allow-unsafe is given.
-enum class ShootdownPolicy : std::uint8_t {
-  Batched,              // the default: batch, IPIs to the space's active CPUs, wait for every ack, then free
-  Broadcast,            // as Batched, but IPIs to every online CPU whatever the active mask says
-  UnsafeFreeBeforeAck,  // frames are freed before the other CPUs acknowledge
-  UnsafeActiveOnly,     // with PCIDs: CPUs that ran the space earlier but switched away are not invalidated
-  UnsafeNoFlush,        // page-table entries change without any invalidation
-};
+// TLB-shootdown policies are the core's (mm/paging/shootdown_policy.hpp).
+// The unsafe ones reproduce classic bugs so the oracle can be shown to catch
+// them; the runner refuses them unless --allow-unsafe is given.
+using mm::ShootdownPolicy;
 
 struct ShootdownPolicyName {
   ShootdownPolicy policy;
@@ -84,20 +79,12 @@ inline constexpr ShootdownPolicyName kShootdownPolicies[] = {
     {ShootdownPolicy::UnsafeFreeBeforeAck, "unsafe-free-before-ack", true},
     {ShootdownPolicy::UnsafeActiveOnly, "unsafe-active-only", true},
     {ShootdownPolicy::UnsafeNoFlush, "unsafe-no-flush", true},
+    {ShootdownPolicy::UnsafeLocalOnly, "unsafe-local-only", true},
+    {ShootdownPolicy::UnsafeFlushAfterUnlock, "unsafe-flush-after-unlock", true},
 };
 
-constexpr std::string_view shootdown_policy_name(ShootdownPolicy policy) {
-  for (const auto& entry : kShootdownPolicies) {
-    if (entry.policy == policy) return entry.name;
-  }
-  return "?";
-}
-constexpr bool is_unsafe(ShootdownPolicy policy) {
-  for (const auto& entry : kShootdownPolicies) {
-    if (entry.policy == policy) return entry.unsafe;
-  }
-  return true;
-}
+using mm::shootdown_policy_name;
+using mm::is_unsafe;
 
 constexpr std::string_view pmm_name(PmmKind kind) {
   switch (kind) {

@@ -38,7 +38,10 @@ class PageTables {
   // Entries 256..511 of the top level map the kernel half, shared by every space.
   static constexpr u64 kKernelHalfFirstEntry = 256;
 
-  PageTables(P& platform, PhysicalMemory<P>& memory) : platform_(platform), memory_(memory) {}
+  // With `coherence`, every batch this tree makes (and its owner makes
+  // through tlb_target()) is a cross-CPU shootdown of this tree's context.
+  PageTables(P& platform, PhysicalMemory<P>& memory, TlbCoherence<P>* coherence = nullptr)
+      : platform_(platform), memory_(memory), coherence_(coherence) {}
   PageTables(const PageTables&) = delete;
   PageTables& operator=(const PageTables&) = delete;
 
@@ -76,13 +79,16 @@ class PageTables {
         free_subtree(entry.address(), 3, batch);
       }
     }
-    batch.invalidate_all();
+    batch.invalidate_everywhere();  // every top-level entry goes
     retire_table(root_, batch);
     root_ = PhysAddr(0);
   }
 
   PhysAddr root() const { return root_; }
   u64 table_frames() const { return tables_; }
+  TlbContext& tlb_context() { return context_; }
+  const TlbContext& tlb_context() const { return context_; }
+  TlbTarget<P> tlb_target() { return TlbTarget<P>{coherence_, &context_}; }
 
   // Maps `count` pages of `size` from `va` to consecutive frames from `pa`.
   // EINVAL: a zero count, an address not aligned to the page size, a range
@@ -106,7 +112,7 @@ class PageTables {
         // Out of table frames part way: take back what this call mapped,
         // and the tables it created (the walk retires every empty one). The
         // range held nothing before, so this removes only this call's work.
-        TlbBatch<P> batch(platform_, memory_);
+        TlbBatch<P> batch(platform_, memory_, tlb_target());
         const Status undone = unmap(va, count * bytes, batch, [](VirtAddr, Pte, PageSize) {});
         MM_ASSERT(undone == Status::Ok);
         batch.flush();
@@ -371,7 +377,11 @@ class PageTables {
       walk_leaves(child, level - 1, start, lo, last, batch, visit);
       if (frame_of(child).owner_data == 0) {
         store(at, slot, Pte(0));
-        batch.invalidate(start);  // an INVLPG also drops paging-structure caches
+        if (level == 4) {
+          batch.invalidate_everywhere();  // a top-level entry changed
+        } else {
+          batch.invalidate(start);  // an INVLPG also drops paging-structure caches
+        }
         retire_table(child, batch);
       }
     }
@@ -441,6 +451,8 @@ class PageTables {
 
   P& platform_;
   PhysicalMemory<P>& memory_;
+  TlbCoherence<P>* coherence_;
+  TlbContext context_;
   PhysAddr root_;
   u64 tables_ = 0;
 };

@@ -7,16 +7,20 @@
 // here instead of being freed. flush() first invalidates, then frees: the
 // order is the whole point. Up to kMaxPages pages are invalidated one by one
 // (INVLPG); past that, or past the flush threshold, the batch does a full
-// flush instead. When the deferred-free list fills up, the batch flushes
-// early and starts again, so it never needs memory of its own.
+// flush instead. A change to a top-level entry or a global mapping makes it a
+// flush of everything on every CPU. When the deferred-free list fills up,
+// the batch flushes early and starts again, so it never needs memory of its
+// own.
 //
-// Today flush() acts on the calling CPU only; the cross-CPU shootdown of
-// issue 5/5 extends it (IPIs to the space's active CPUs, wait for every
-// acknowledgement, then free). Destroying a batch that still holds work is a
-// bug, caught by an assertion.
+// With a TlbCoherence (every address space has one), flush() is a
+// shootdown: every CPU that may hold the space's translations invalidates
+// and acknowledges before anything is freed. Without one (page-table unit
+// tests, the kernel's boot tables) it acts on the calling CPU only.
+// Destroying a batch that still holds work is a bug, caught by an assertion.
 #pragma once
 
 #include "mm/paging/pte.hpp"
+#include "mm/paging/tlb_coherence.hpp"
 #include "mm/phys/physical_memory.hpp"
 #include "mm/platform/platform.hpp"
 
@@ -29,6 +33,13 @@ struct TlbBatchStats {
   u64 frames_freed = 0;
 };
 
+// Where a batch's shootdown goes: the machine's coherence and the space's context.
+template <Platform P>
+struct TlbTarget {
+  TlbCoherence<P>* coherence = nullptr;
+  TlbContext* context = nullptr;
+};
+
 template <Platform P>
 class [[nodiscard]] TlbBatch {
  public:
@@ -36,8 +47,8 @@ class [[nodiscard]] TlbBatch {
   static constexpr u32 kMaxDeferredFrees = 64;
 
   // `flush_threshold`: pages above which a flush is a full flush (at most kMaxPages).
-  TlbBatch(P& platform, PhysicalMemory<P>& memory, Pcid pcid = {}, u32 flush_threshold = kMaxPages)
-      : platform_(platform), memory_(memory), pcid_(pcid),
+  TlbBatch(P& platform, PhysicalMemory<P>& memory, TlbTarget<P> target = {}, u32 flush_threshold = kMaxPages)
+      : platform_(platform), memory_(memory), target_(target),
         threshold_(flush_threshold < kMaxPages ? flush_threshold : kMaxPages) {}
   ~TlbBatch() { MM_ASSERT(empty()); }
   TlbBatch(const TlbBatch&) = delete;
@@ -45,6 +56,7 @@ class [[nodiscard]] TlbBatch {
 
   // The translation of the page containing `address` (any size) may be stale.
   void invalidate(VirtAddr address, bool global = false) {
+    note_pending();
     global_ = global_ || global;
     if (full_) {
       return;
@@ -59,8 +71,15 @@ class [[nodiscard]] TlbBatch {
   // Everything may be stale (a top-level entry changed, or the caller knows
   // a full flush is cheaper).
   void invalidate_all(bool global = false) {
+    note_pending();
     full_ = true;
     global_ = global_ || global;
+  }
+
+  // A top-level entry changed: every translation on every CPU may be stale
+  // (and any paging-structure cache entry below it).
+  void invalidate_everywhere() {
+    invalidate_all(true);
   }
 
   // `count` frames at `first`, whose last reference the caller has dropped
@@ -77,29 +96,29 @@ class [[nodiscard]] TlbBatch {
 
   // Invalidates, then frees. Leaves the batch empty and reusable.
   void flush() {
-    if (full_) {
-      if (global_) {
-        platform_.flush_all();
+    const bool invalidates = full_ || page_count_ > 0;
+    const bool free_first =
+        target_.coherence != nullptr && target_.coherence->policy() == ShootdownPolicy::UnsafeFreeBeforeAck;
+    if (free_first) free_deferred();
+    if (invalidates) {
+      if (target_.coherence != nullptr) {
+        target_.coherence->shootdown(target_.context, pages_, page_count_, full_, global_);
       } else {
-        platform_.flush_pcid(pcid_);
+        flush_locally();
       }
-      ++stats_.full_flushes;
-    } else {
-      for (u32 i = 0; i < page_count_; ++i) {
-        platform_.invalidate_page(VirtAddr(pages_[i]));
-      }
-      stats_.pages_invalidated += page_count_;
-    }
-    if (full_ || page_count_ > 0) {
       ++stats_.flushes;
+      if (full_) {
+        ++stats_.full_flushes;
+      } else {
+        stats_.pages_invalidated += page_count_;
+      }
     }
-    for (u32 i = 0; i < free_count_; ++i) {
-      const Status freed = memory_.free_unreferenced(PhysAddr(frees_[i].first), frees_[i].count);
-      MM_ASSERT(freed == Status::Ok);
-      stats_.frames_freed += frees_[i].count;
+    free_deferred();
+    if (pending_) {
+      target_.context->pending.fetch_sub(1);
+      pending_ = false;
     }
     page_count_ = 0;
-    free_count_ = 0;
     full_ = false;
     global_ = false;
   }
@@ -114,14 +133,48 @@ class [[nodiscard]] TlbBatch {
     FrameCount count;
   };
 
+  // The context's pending count rises with the first invalidation, before
+  // any other CPU can run (the caller stored the entry a moment ago and made
+  // no scheduling point since), and falls once the shootdown is acknowledged.
+  void note_pending() {
+    if (!pending_ && target_.context != nullptr) {
+      target_.context->pending.fetch_add(1);
+      pending_ = true;
+    }
+  }
+
+  void flush_locally() {
+    if (full_) {
+      if (global_) {
+        platform_.flush_all();
+      } else {
+        platform_.flush_pcid(Pcid{});
+      }
+    } else {
+      for (u32 i = 0; i < page_count_; ++i) {
+        platform_.invalidate_page(VirtAddr(pages_[i]));
+      }
+    }
+  }
+
+  void free_deferred() {
+    for (u32 i = 0; i < free_count_; ++i) {
+      const Status freed = memory_.free_unreferenced(PhysAddr(frees_[i].first), frees_[i].count);
+      MM_ASSERT(freed == Status::Ok);
+      stats_.frames_freed += frees_[i].count;
+    }
+    free_count_ = 0;
+  }
+
   P& platform_;
   PhysicalMemory<P>& memory_;
-  Pcid pcid_;
+  TlbTarget<P> target_;
   u32 threshold_;
   u64 pages_[kMaxPages];
   u32 page_count_ = 0;
   bool full_ = false;
   bool global_ = false;
+  bool pending_ = false;
   Deferred frees_[kMaxDeferredFrees];
   u32 free_count_ = 0;
   TlbBatchStats stats_;

@@ -11,6 +11,7 @@ namespace mm {
 template class PhysicalMemory<PlatformArchetype>;
 template class CpuFrameCache<PlatformArchetype::SpinLock>;
 template class TlbBatch<PlatformArchetype>;
+template class TlbCoherence<PlatformArchetype>;
 template class PageTables<PlatformArchetype>;
 template class VmSystem<PlatformArchetype>;
 template class AddressSpace<PlatformArchetype>;

@@ -81,6 +81,7 @@ class CpuSet {
  public:
   constexpr CpuSet() = default;
   static constexpr CpuSet of(CpuId cpu) { return CpuSet(u64{1} << cpu); }
+  static constexpr CpuSet from_bits(u64 bits) { return CpuSet(bits); }
   static constexpr CpuSet first(u32 count) {
     return CpuSet(count >= 64 ? ~u64{0} : (u64{1} << count) - 1);
   }
@@ -90,6 +91,17 @@ class CpuSet {
   constexpr u64 bits() const { return bits_; }
   constexpr CpuSet with(CpuId cpu) const { return CpuSet(bits_ | (u64{1} << cpu)); }
   constexpr CpuSet without(CpuId cpu) const { return CpuSet(bits_ & ~(u64{1} << cpu)); }
+  // (Not __builtin_popcountll: without -mpopcnt it calls libgcc, which the kernel does not link.)
+  constexpr u32 count() const {
+    u32 n = 0;
+    for (u64 rest = bits_; rest != 0; rest &= rest - 1) ++n;
+    return n;
+  }
+  // Calls f(CpuId) for each member, lowest first.
+  template <typename F>
+  constexpr void for_each(F&& f) const {
+    for (u64 rest = bits_; rest != 0; rest &= rest - 1) f(static_cast<CpuId>(__builtin_ctzll(rest)));
+  }
   constexpr bool operator==(const CpuSet&) const = default;
 
  private:

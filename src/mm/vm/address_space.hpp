@@ -63,7 +63,8 @@ struct AddressSpaceStats {
 template <Platform P>
 class AddressSpace {
  public:
-  explicit AddressSpace(VmSystem<P>& vm) : vm_(vm), tables_(vm.platform(), vm.memory()) {}
+  explicit AddressSpace(VmSystem<P>& vm)
+      : vm_(vm), tables_(vm.platform(), vm.memory(), &vm.coherence()), target_(tables_.tlb_target()) {}
   ~AddressSpace() { MM_ASSERT(!live_); }
   AddressSpace(const AddressSpace&) = delete;
   AddressSpace& operator=(const AddressSpace&) = delete;
@@ -124,6 +125,12 @@ class AddressSpace {
   Result<u64> read_u64(VirtAddr address) MM_EXCLUDES(lock_);
 
   PhysAddr root() const { return tables_.root(); }
+
+  // Loads this space on the calling CPU (a CR3 write, with the PCID and
+  // flush decision of TlbCoherence::switch_to).
+  void activate() { vm_.coherence().switch_to(*target_.context, root()); }
+  // What the shootdown protocol knows of this space (for the emulator's oracle).
+  const TlbContext& tlb_context() const { return *target_.context; }
   Result<Translation> translate(VirtAddr address) MM_EXCLUDES(lock_) {
     LockGuard guard(lock_);
     return tables_.query(address);
@@ -172,7 +179,12 @@ class AddressSpace {
     return length != 0 && address.is_page_aligned() && (length & kPageMask) == 0 && in_user_space(address, length);
   }
 
+  Batch new_batch() { return Batch(vm_.platform(), vm_.memory(), target_, vm_.coherence().config().flush_threshold); }
+  bool flush_after_unlock() const { return vm_.coherence().policy() == ShootdownPolicy::UnsafeFlushAfterUnlock; }
+
   Status map_locked(const MapRequest& request, Batch& batch) MM_REQUIRES(lock_);
+  Status unmap_locked(VirtAddr lo, VirtAddr hi, Batch& batch) MM_REQUIRES(lock_);
+  Status protect_locked(VirtAddr lo, VirtAddr hi, Prot prot, Batch& batch) MM_REQUIRES(lock_);
   // Splits regions so that none straddles `lo` or `hi`. Needs two spares.
   void isolate_locked(VirtAddr lo, VirtAddr hi, Spares& spares) MM_REQUIRES(lock_);
   Region* split_locked(Region* region, VirtAddr at, Spares& spares) MM_REQUIRES(lock_);
@@ -199,6 +211,7 @@ class AddressSpace {
   VmSystem<P>& vm_;
   Lock lock_;
   PageTables<P> tables_ MM_GUARDED_BY(lock_);
+  const TlbTarget<P> target_;  // the coherence and tables_'s context: fixed for life
   RegionSet regions_ MM_GUARDED_BY(lock_);
   bool live_ = false;
 };

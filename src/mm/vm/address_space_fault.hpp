@@ -11,7 +11,7 @@ FaultOutcome AddressSpace<P>::handle_fault(VirtAddr address, Access access, Acce
   FaultOutcome outcome;
   {
     LockGuard guard(lock_);
-    Batch batch(vm_.platform(), vm_.memory());
+    Batch batch = new_batch();
     outcome = fault_locked(address, access, mode, batch);
     batch.flush();
   }
@@ -163,7 +163,7 @@ Result<PhysAddr> AddressSpace<P>::kernel_access_locked(VirtAddr address, Access 
 template <Platform P>
 Status AddressSpace<P>::write_u64(VirtAddr address, u64 value) {
   LockGuard guard(lock_);
-  Batch batch(vm_.platform(), vm_.memory());
+  Batch batch = new_batch();
   const Result<PhysAddr> at = kernel_access_locked(address, Access::Write, batch);
   if (at.ok()) {
     __atomic_store_n(reinterpret_cast<u64*>(vm_.platform().direct_map(at.value())), value, __ATOMIC_RELAXED);
@@ -175,7 +175,7 @@ Status AddressSpace<P>::write_u64(VirtAddr address, u64 value) {
 template <Platform P>
 Result<u64> AddressSpace<P>::read_u64(VirtAddr address) {
   LockGuard guard(lock_);
-  Batch batch(vm_.platform(), vm_.memory());
+  Batch batch = new_batch();
   const Result<PhysAddr> at = kernel_access_locked(address, Access::Read, batch);
   batch.flush();
   if (!at.ok()) return at.status();

@@ -14,7 +14,7 @@ Status AddressSpace<P>::fork(AddressSpace& child) {
   // 0. Shared regions get a frame for every page now, so that a page first
   //    touched after the fork is still the same page in both spaces.
   {
-    Batch batch(vm_.platform(), vm_.memory());
+    Batch batch = new_batch();
     Status populated = Status::Ok;
     for (const Region* r = regions_.first(); r != nullptr && populated == Status::Ok; r = regions_.next(r)) {
       if (r->fork == ForkPolicy::Shared && r->kind != RegionKind::Physical && r->kind != RegionKind::Guard) {
@@ -59,7 +59,7 @@ Status AddressSpace<P>::fork(AddressSpace& child) {
   }
 
   // 3. The page tables, region by region.
-  Batch batch(vm_.platform(), vm_.memory());
+  Batch batch = new_batch();
   FrameCount shared = 0;
   Status status = Status::Ok;
   for (const Region* r = regions_.first(); r != nullptr && status == Status::Ok; r = regions_.next(r)) {
@@ -85,7 +85,7 @@ Status AddressSpace<P>::fork(AddressSpace& child) {
     // Out of page-table frames: undo the child (which releases its
     // references and their commitments); our pages stay write-protected,
     // and a write to them will find the frame unshared again.
-    Batch undo(vm_.platform(), vm_.memory());
+    Batch undo = child.new_batch();
     while (Region* c = child.regions_.first()) {
       child.remove_region_locked(c, undo);
     }
@@ -102,7 +102,7 @@ void AddressSpace<P>::destroy() {
   if (!live_) return;
   {
     LockGuard guard(lock_);
-    Batch batch(vm_.platform(), vm_.memory());
+    Batch batch = new_batch();
     while (Region* r = regions_.first()) {
       remove_region_locked(r, batch);
     }
@@ -110,6 +110,7 @@ void AddressSpace<P>::destroy() {
     batch.flush();
     live_ = false;
   }
+  vm_.coherence().retire(*target_.context);
   vm_.count_space(false);
 }
 

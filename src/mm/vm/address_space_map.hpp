@@ -9,7 +9,7 @@ namespace mm {
 template <Platform P>
 Status AddressSpace<P>::map(const MapRequest& request) {
   LockGuard guard(lock_);
-  Batch batch(vm_.platform(), vm_.memory());
+  Batch batch = new_batch();
   const Status status = map_locked(request, batch);
   batch.flush();
   return status;
@@ -35,7 +35,7 @@ Result<VirtAddr> AddressSpace<P>::alloc(const MapRequest& request) {
   MapRequest placed = request;
   placed.address = found + guard_bytes;
   placed.fixed = MapFixed::FailIfExists;
-  Batch batch(vm_.platform(), vm_.memory());
+  Batch batch = new_batch();
   const Status status = map_locked(placed, batch);
   batch.flush();
   if (status != Status::Ok) {
@@ -110,33 +110,48 @@ Status AddressSpace<P>::map_locked(const MapRequest& request, Batch& batch) {
 template <Platform P>
 Status AddressSpace<P>::unmap(VirtAddr address, u64 length) {
   if (!range_ok(address, length)) return Status::InvalidArgument;
-  LockGuard guard(lock_);
-  const VirtAddr hi = address + length;
+  Batch batch = new_batch();
+  Status status = Status::Ok;
+  {
+    LockGuard guard(lock_);
+    status = unmap_locked(address, address + length, batch);
+    if (!flush_after_unlock()) batch.flush();
+  }
+  batch.flush();  // UnsafeFlushAfterUnlock flushes only here
+  return status;
+}
+
+template <Platform P>
+Status AddressSpace<P>::unmap_locked(VirtAddr address, VirtAddr hi, Batch& batch) {
   if (any_pinned_locked(address, hi)) return Status::Busy;
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
-  Batch batch(vm_.platform(), vm_.memory());
   unmap_range_locked(address, hi, spares, batch);
-  batch.flush();
   return Status::Ok;
 }
 
 template <Platform P>
 Status AddressSpace<P>::protect(VirtAddr address, u64 length, Prot prot) {
   if (!range_ok(address, length)) return Status::InvalidArgument;
-  LockGuard guard(lock_);
-  const VirtAddr hi = address + length;
+  Batch batch = new_batch();
+  Status status = Status::Ok;
+  {
+    LockGuard guard(lock_);
+    status = protect_locked(address, address + length, prot, batch);
+    if (!flush_after_unlock()) batch.flush();
+  }
+  batch.flush();  // UnsafeFlushAfterUnlock flushes only here
+  return status;
+}
+
+template <Platform P>
+Status AddressSpace<P>::protect_locked(VirtAddr address, VirtAddr hi, Prot prot, Batch& batch) {
   if (!covered_locked(address, hi)) return Status::NotFound;
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
-  Batch batch(vm_.platform(), vm_.memory());
   // A device region's 2 MiB page straddling an edge is split first: that may
   // need a table, and must fail (ENOMEM) before anything visible changes.
-  const Status split = tables_.update(address, length, batch, [](VirtAddr, Pte old, PageSize) { return old; });
-  if (split != Status::Ok) {
-    batch.flush();
-    return split;
-  }
+  MM_TRY(tables_.update(address, hi.value() - address.value(), batch, [](VirtAddr, Pte old, PageSize) { return old; }));
   isolate_locked(address, hi, spares);
   for (Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {
     r->prot = prot;
@@ -147,7 +162,6 @@ Status AddressSpace<P>::protect(VirtAddr address, u64 length, Prot prot) {
     MM_ASSERT(updated == Status::Ok);  // every edge was split above: no table is needed now
   }
   merge_range_locked(address, hi);
-  batch.flush();
   return Status::Ok;
 }
 
@@ -159,7 +173,7 @@ Status AddressSpace<P>::pin(VirtAddr address, u64 length) {
   if (!covered_locked(address, hi)) return Status::NotFound;
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
-  Batch batch(vm_.platform(), vm_.memory());
+  Batch batch = new_batch();
   const Status populated = populate_locked(address, hi, batch);
   if (populated == Status::Ok) {
     isolate_locked(address, hi, spares);

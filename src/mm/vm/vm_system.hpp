@@ -1,9 +1,10 @@
 // VmSystem: what every address space of one machine shares: the physical
-// memory manager, the shared zero frame, the pool that region objects come
+// memory manager, the TLB shootdown protocol, the shared zero frame, the pool that region objects come
 // from, the kernel half of the page tables, and the fault counters.
 #pragma once
 
 #include "mm/paging/page_tables.hpp"
+#include "mm/paging/tlb_coherence.hpp"
 #include "mm/vm/fault.hpp"
 #include "mm/vm/object_pool.hpp"
 #include "mm/vm/region.hpp"
@@ -19,7 +20,8 @@ struct VmStats {
 template <Platform P>
 class VmSystem {
  public:
-  VmSystem(P& platform, PhysicalMemory<P>& memory) : platform_(platform), memory_(memory), regions_(platform, memory) {}
+  VmSystem(P& platform, PhysicalMemory<P>& memory, TlbCoherenceConfig coherence = {})
+      : platform_(platform), memory_(memory), coherence_(platform, coherence), regions_(platform, memory) {}
   ~VmSystem() { MM_ASSERT(zero_frame_.value() == 0); }
   VmSystem(const VmSystem&) = delete;
   VmSystem& operator=(const VmSystem&) = delete;
@@ -43,6 +45,8 @@ class VmSystem {
 
   P& platform() { return platform_; }
   PhysicalMemory<P>& memory() { return memory_; }
+  TlbCoherence<P>& coherence() { return coherence_; }
+  const TlbCoherence<P>& coherence() const { return coherence_; }
   // The one frame of zeros every untouched anonymous page maps read-only.
   // Never freed while the system lives, never counted per mapping.
   PhysAddr zero_frame() const { return zero_frame_; }
@@ -77,6 +81,7 @@ class VmSystem {
  private:
   P& platform_;
   PhysicalMemory<P>& memory_;
+  TlbCoherence<P> coherence_;
   typename P::SpinLock lock_;  // guards regions_ and stats_; taken after an address space's lock
   ObjectPool<Region, P> regions_ MM_GUARDED_BY(lock_);
   VmStats stats_ MM_GUARDED_BY(lock_);

@@ -1,0 +1,65 @@
+// The oracle: the invariants of TLB coherence, checked while the machine runs
+// in deterministic mode (one CPU steps at a time, so every other CPU's TLB
+// and the core's per-CPU state can be read as they stand).
+//
+//   O1  no frame is freed while a CPU could still use a translation to it
+//       without invalidating first: an entry of the PCID it runs, or of a PCID
+//       it may load without a flush (TlbCoherence::usable_context says which);
+//   O2  when a map, unmap, protect or fork returns, no CPU can use, in that
+//       sense, more rights (or another frame) than the page tables grant;
+//   O3  no page-table frame is freed while a paging-structure cache entry
+//       under such a PCID points at it;
+//   O4  a TLB hit agrees with a fresh walk of the page tables, unless a
+//       shootdown of the space is under way or one is queued for the CPU;
+//   and no frame is handed out twice. (No leak at the end is the runner's
+//   check.)
+//
+// The first violation is kept (with the CPU, address, frame and step) and
+// stops the scheduler; the runner turns it into the failure report.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "emu/hw/tlb.hpp"
+#include "mm/base/types.hpp"
+#include "mm/paging/tlb_context.hpp"
+
+namespace pagelab::emu {
+
+class Machine;
+
+struct Violation {
+  std::string invariant;  // "O1" ... "O4", "double-alloc"
+  std::string message;
+  std::uint32_t cpu = 0;  // the CPU whose step broke it
+  std::uint64_t step = 0;
+};
+
+class Oracle {
+ public:
+  Oracle(Machine& machine, std::uint64_t frames) : machine_(machine), allocated_(frames, false) {}
+
+  // From the physical memory manager's observer.
+  void frames_allocated(std::uint64_t first, std::uint64_t count);
+  void frames_freed(std::uint64_t first, std::uint64_t count, bool page_table);
+  // When an operation on the space with `root`/`context` has returned.
+  void operation_returned(const char* operation, std::uint64_t root, const mm::TlbContext& context);
+  // A TLB hit of `entry` for `va` on the calling CPU, whose tables are at `root`.
+  void tlb_hit(std::uint64_t va, const hw::TlbEntry& entry, std::uint64_t root, const mm::TlbContext* context);
+
+  std::optional<Violation> violation() const;
+
+ private:
+  void report(const char* invariant, std::string message);
+
+  Machine& machine_;
+  std::vector<bool> allocated_;  // by frame number, as the allocator's callers see it
+  mutable std::mutex mutex_;
+  std::optional<Violation> violation_;
+};
+
+}  // namespace pagelab::emu

@@ -1,0 +1,341 @@
+// TlbCoherence: keeps every CPU's TLB honest after the page tables change
+// (Linux's arch/x86/mm/tlb.c, Zircon's mp_sync_exec + PendingTlbInvalidation,
+// PatchworkOS's per-CPU shootdown queue).
+//
+// Shootdown. A TlbBatch hands over what one operation changed: up to
+// kMaxPages pages, or "everything of this space", or "everything everywhere"
+// (a top-level entry or a global mapping changed). The initiator
+//   1. bumps the space's generation (tlb_context.hpp says why first),
+//   2. posts a request to each target's queue: the CPUs in the space's active
+//      mask (every online CPU for `everywhere` and the Broadcast policy),
+//   3. sends one IPI to each target,
+//   4. invalidates its own TLB if it runs the space,
+//   5. waits until every target has acknowledged, answering requests posted
+//      to itself meanwhile (two CPUs may shoot at each other, each holding its
+//      own space's lock with interrupts off),
+// and only then does the batch free frames and page tables.
+//
+// Requests. Each CPU has a queue of kQueueDepth requests, each a pointer to
+// the initiator's Flush (which lives until the acknowledgement). A full queue
+// degrades to one full flush of everything. Acknowledgement is per CPU and
+// by sequence number: a target's `done` reaches the number the initiator got
+// when posting.
+//
+// PCIDs. With PCIDs on, each CPU keeps kPcidSlots PCIDs (1..kPcidSlots) for
+// the spaces it ran last, each remembering the space's generation it holds.
+// Switching to a space reuses its slot without a flush when the generation is
+// current, and flushes the PCID when it is not; a space with no slot takes
+// the least recently loaded one and flushes it. So a CPU that switched away
+// is never sent a shootdown, yet never uses what one would have removed.
+//
+// A CPU that is not online (not started, or finished) receives nothing; it
+// flushes everything when it goes offline.
+#pragma once
+
+#include "mm/base/panic.hpp"
+#include "mm/paging/shootdown_policy.hpp"
+#include "mm/paging/tlb_context.hpp"
+#include "mm/platform/platform.hpp"
+
+namespace mm {
+
+struct TlbCoherenceConfig {
+  ShootdownPolicy policy = ShootdownPolicy::Batched;
+  u32 flush_threshold = 32;  // pages above which a request is a full flush of the space
+  bool pcid = false;         // CR4.PCIDE is set on every CPU
+};
+
+struct ShootdownStats {
+  u64 shootdowns = 0;         // flushes that involved at least one other CPU
+  u64 local_flushes = 0;      // flushes no other CPU had to see
+  u64 ipis = 0;               // IPIs sent
+  u64 pages_invalidated = 0;  // INVLPGs, on every CPU
+  u64 full_flushes = 0;       // PCID or whole-TLB flushes, on every CPU
+  u64 queue_overflows = 0;    // requests that found a full queue
+};
+
+template <Platform P>
+class TlbCoherence {
+ public:
+  static constexpr u32 kMaxPages = 32;
+  static constexpr u32 kQueueDepth = 16;
+  static constexpr u32 kPcidSlots = 6;
+
+  // One shootdown, as the targets see it.
+  struct Flush {
+    const TlbContext* context = nullptr;  // null with `everywhere`
+    const u64* pages = nullptr;
+    u32 count = 0;
+    bool full = false;        // the whole space
+    bool everywhere = false;  // every translation of every space, globals too
+    u64 generation = 0;
+  };
+
+  TlbCoherence(P& platform, TlbCoherenceConfig config) : platform_(platform), config_(config) {
+    if (config_.flush_threshold > kMaxPages) config_.flush_threshold = kMaxPages;
+  }
+  TlbCoherence(const TlbCoherence&) = delete;
+  TlbCoherence& operator=(const TlbCoherence&) = delete;
+
+  const TlbCoherenceConfig& config() const { return config_; }
+  ShootdownPolicy policy() const { return config_.policy; }
+
+  // The calling CPU starts (or stops) taking part: it may be sent requests
+  // from now on. Going offline leaves its space and flushes its whole TLB.
+  void cpu_online() {
+    PerCpu& me = mine();
+    LockGuard guard(me.lock);
+    me.online = true;
+    set_bit(online_, platform_.current_cpu());
+  }
+  void cpu_offline() {
+    const CpuId self = platform_.current_cpu();
+    PerCpu& me = cpus_[self];
+    LockGuard guard(me.lock);
+    clear_bit(online_, self);
+    if (me.current != nullptr) clear_bit(me.current->active, self);
+    me.current = nullptr;
+    me.online = false;
+    platform_.flush_all();
+    for (Slot& slot : me.slots) slot = Slot{};
+    me.count = 0;
+    me.overflow = false;
+    me.done.store(me.posted, MemoryOrder::Release);
+  }
+
+  // Loads `context` (whose page tables are at `root`) on the calling CPU.
+  void switch_to(TlbContext& context, PhysAddr root) {
+    const CpuId self = platform_.current_cpu();
+    PerCpu& me = cpus_[self];
+    LockGuard guard(me.lock);
+    if (me.current != &context) {
+      if (me.current != nullptr) clear_bit(me.current->active, self);
+      set_bit(context.active, self);
+      me.current = &context;
+    }
+    const u64 generation = context.generation.load();
+    if (!config_.pcid) {
+      me.slot = kNoSlot;
+      platform_.load_address_space(root, Pcid{0}, CrFlush::Yes);
+      return;
+    }
+    u32 index = find_slot(me, &context);
+    bool flush = false;
+    if (index == kNoSlot) {
+      index = me.next_victim;
+      me.next_victim = (me.next_victim + 1) % kPcidSlots;
+      me.slots[index].context = &context;
+      flush = true;
+    } else {
+      flush = me.slots[index].generation != generation && config_.policy != ShootdownPolicy::UnsafeActiveOnly;
+    }
+    me.slots[index].generation = generation;
+    me.slot = index;
+    platform_.load_address_space(root, pcid_of(index), flush ? CrFlush::Yes : CrFlush::No);
+  }
+
+  // The calling CPU stops running its space and loads `root` (the kernel's
+  // own tables) under PCID 0.
+  void switch_to_kernel(PhysAddr root) {
+    const CpuId self = platform_.current_cpu();
+    PerCpu& me = cpus_[self];
+    LockGuard guard(me.lock);
+    if (me.current != nullptr) clear_bit(me.current->active, self);
+    me.current = nullptr;
+    me.slot = kNoSlot;
+    platform_.load_address_space(root, Pcid{0}, CrFlush::Yes);
+  }
+
+  // The space behind `context` is being destroyed: no CPU may run it, and
+  // every PCID slot that remembers it forgets it (the PCID is flushed when the
+  // slot is next used).
+  void retire(TlbContext& context) {
+    MM_ASSERT(context.active.load() == 0);
+    for (u32 cpu = 0; cpu < platform_.cpu_count(); ++cpu) {
+      PerCpu& other = cpus_[cpu];
+      LockGuard guard(other.lock);
+      for (Slot& slot : other.slots) {
+        if (slot.context == &context) slot = Slot{};
+      }
+    }
+  }
+
+  // Invalidates what `flush` says on every CPU that may hold it, and returns
+  // when each has acknowledged. `context` is null only with `everywhere`.
+  // Shootdowns of one context are serialized by the caller (the address
+  // space's lock).
+  void shootdown(TlbContext* context, const u64* pages, u32 count, bool full, bool everywhere) {
+    if (config_.policy == ShootdownPolicy::UnsafeNoFlush) return;
+    Flush flush{context, pages, count, full || count > config_.flush_threshold, everywhere, 0};
+    if (context != nullptr) flush.generation = context->generation.fetch_add(1) + 1;
+    const CpuId self = platform_.current_cpu();
+    CpuSet targets;
+    if (config_.policy != ShootdownPolicy::UnsafeLocalOnly) {
+      const bool broadcast = everywhere || context == nullptr || config_.policy == ShootdownPolicy::Broadcast;
+      targets = CpuSet::from_bits(broadcast ? online_.load() : context->active.load()).without(self);
+    }
+
+    u64 ticket[kMaxCpus];
+    CpuSet posted;
+    targets.for_each([&](CpuId cpu) {
+      PerCpu& target = cpus_[cpu];
+      LockGuard guard(target.lock);
+      if (!target.online) return;
+      if (target.count < kQueueDepth && !target.overflow) {
+        target.queue[target.count++] = &flush;
+      } else {
+        target.overflow = true;
+        bump(stats_.queue_overflows, 1);
+      }
+      ticket[cpu] = ++target.posted;
+      posted = posted.with(cpu);
+    });
+    if (!posted.empty()) {
+      platform_.send_ipi(posted);
+      bump(stats_.ipis, posted.count());
+    }
+    {
+      PerCpu& me = cpus_[self];
+      LockGuard guard(me.lock);
+      apply_locked(me, flush);
+    }
+    posted.for_each([&](CpuId cpu) {
+      while (cpus_[cpu].done.load(MemoryOrder::Acquire) < ticket[cpu]) {
+        handle_ipi();  // a request to this CPU must not wait on this wait
+        platform_.relax();
+      }
+    });
+    bump(posted.empty() ? stats_.local_flushes : stats_.shootdowns, 1);
+  }
+
+  // The shootdown interrupt's handler (the kernel's vector, the emulator's
+  // delivery at an access boundary), and the initiator's own polling.
+  void handle_ipi() {
+    PerCpu& me = mine();
+    LockGuard guard(me.lock);
+    if (me.done.load(MemoryOrder::Relaxed) == me.posted) return;
+    if (me.overflow) {
+      platform_.flush_all();
+      bump(stats_.full_flushes, 1);
+    } else {
+      for (u32 i = 0; i < me.count; ++i) apply_locked(me, *me.queue[i]);
+    }
+    me.count = 0;
+    me.overflow = false;
+    me.done.store(me.posted, MemoryOrder::Release);
+  }
+
+  // --- For the emulator's oracle: read while every CPU stands still. ---
+
+  // Has a request been posted to `cpu` that it has not handled?
+  bool request_pending(CpuId cpu) const { return cpus_[cpu].done.load(MemoryOrder::Acquire) != cpus_[cpu].posted; }
+  // The context whose translations `cpu` may use under `pcid` without
+  // flushing first: the one it runs, or one whose slot is current (any slot
+  // under UnsafeActiveOnly, which never flushes on reuse). Null if none.
+  const TlbContext* usable_context(CpuId cpu, Pcid pcid) const {
+    const PerCpu& c = cpus_[cpu];
+    if (!config_.pcid) return pcid.value == 0 ? c.current : nullptr;
+    if (pcid.value == 0 || pcid.value > kPcidSlots) return nullptr;
+    const u32 index = pcid.value - 1u;
+    if (index == c.slot) return c.current;
+    const Slot& slot = c.slots[index];
+    if (slot.context == nullptr) return nullptr;
+    const bool current = slot.generation == slot.context->generation.load();
+    return current || config_.policy == ShootdownPolicy::UnsafeActiveOnly ? slot.context : nullptr;
+  }
+  const TlbContext* running(CpuId cpu) const { return cpus_[cpu].current; }
+
+  ShootdownStats stats() const {
+    ShootdownStats s;
+    s.shootdowns = stats_.shootdowns.load(MemoryOrder::Relaxed);
+    s.local_flushes = stats_.local_flushes.load(MemoryOrder::Relaxed);
+    s.ipis = stats_.ipis.load(MemoryOrder::Relaxed);
+    s.pages_invalidated = stats_.pages_invalidated.load(MemoryOrder::Relaxed);
+    s.full_flushes = stats_.full_flushes.load(MemoryOrder::Relaxed);
+    s.queue_overflows = stats_.queue_overflows.load(MemoryOrder::Relaxed);
+    return s;
+  }
+
+ private:
+  static constexpr u32 kNoSlot = ~u32{0};
+
+  struct Slot {
+    const TlbContext* context = nullptr;
+    u64 generation = 0;
+  };
+
+  struct PerCpu {
+    typename P::SpinLock lock;
+    // Guarded by lock.
+    const Flush* queue[kQueueDepth] = {};
+    u32 count = 0;
+    bool overflow = false;
+    bool online = false;
+    u64 posted = 0;
+    Atomic<u64> done{0};  // written under lock, read by waiting initiators
+    // Touched by the CPU itself (under lock, so its IPI handler stays out),
+    // read by the oracle while every CPU stands still.
+    TlbContext* current = nullptr;
+    u32 slot = kNoSlot;  // the slot of `current`
+    Slot slots[kPcidSlots];
+    u32 next_victim = 0;
+  };
+
+  struct Counters {
+    Atomic<u64> shootdowns{0};
+    Atomic<u64> local_flushes{0};
+    Atomic<u64> ipis{0};
+    Atomic<u64> pages_invalidated{0};
+    Atomic<u64> full_flushes{0};
+    Atomic<u64> queue_overflows{0};
+  };
+
+  static Pcid pcid_of(u32 slot) { return Pcid{static_cast<u16>(slot + 1)}; }
+  static u32 find_slot(const PerCpu& c, const TlbContext* context) {
+    for (u32 i = 0; i < kPcidSlots; ++i) {
+      if (c.slots[i].context == context) return i;
+    }
+    return kNoSlot;
+  }
+  static void set_bit(Atomic<u64>& mask, CpuId cpu) {
+    u64 old = mask.load(MemoryOrder::Relaxed);
+    while (!mask.compare_exchange_strong(old, old | (u64{1} << cpu))) {
+    }
+  }
+  static void clear_bit(Atomic<u64>& mask, CpuId cpu) {
+    u64 old = mask.load(MemoryOrder::Relaxed);
+    while (!mask.compare_exchange_strong(old, old & ~(u64{1} << cpu))) {
+    }
+  }
+  static void bump(Atomic<u64>& counter, u64 n) { counter.fetch_add(n, MemoryOrder::Relaxed); }
+
+  PerCpu& mine() { return cpus_[platform_.current_cpu()]; }
+
+  // One request's invalidations on the calling CPU.
+  void apply_locked(PerCpu& me, const Flush& flush) {
+    if (flush.everywhere) {
+      platform_.flush_all();
+      bump(stats_.full_flushes, 1);
+      return;
+    }
+    if (flush.context != me.current) return;  // not running it: its slot is stale now
+    if (flush.full) {
+      platform_.flush_pcid(me.slot == kNoSlot ? Pcid{0} : pcid_of(me.slot));
+      bump(stats_.full_flushes, 1);
+    } else {
+      for (u32 i = 0; i < flush.count; ++i) platform_.invalidate_page(VirtAddr(flush.pages[i]));
+      bump(stats_.pages_invalidated, flush.count);
+    }
+    if (me.slot != kNoSlot && me.slots[me.slot].generation < flush.generation) {
+      me.slots[me.slot].generation = flush.generation;
+    }
+  }
+
+  P& platform_;
+  TlbCoherenceConfig config_;
+  Atomic<u64> online_{0};
+  PerCpu cpus_[kMaxCpus];
+  Counters stats_;
+};
+
+}  // namespace mm
