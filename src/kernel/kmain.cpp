@@ -60,12 +60,13 @@ extern "C" [[noreturn]] void kmain(mm::u32 multiboot_magic, mm::u32 multiboot_in
   if (!memory_init(info, options, kernel_memory)) {
     fail_boot("physical memory could not be set up");
   }
-  if (!vm_init()) {
+  if (!vm_init(options.shootdown)) {
     fail_boot("virtual memory could not be set up");
   }
 
   lapic_init_cpu();
   cpu_local_init(0, lapic_id());
+  vm_cpu_online();
   CpuTopology topology;
   if (!acpi_find_cpus(topology)) {
     kprintf("smp: no ACPI MADT found: running on the boot CPU alone\n");

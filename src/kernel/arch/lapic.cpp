@@ -20,12 +20,20 @@ constexpr mm::u32 kIcrAssert = 1 << 14;
 constexpr mm::u32 kIcrInit = 5 << 8;
 constexpr mm::u32 kIcrStartup = 6 << 8;
 
-volatile mm::u32* reg(mm::u32 offset) {
-  const mm::u64 base = x86::rdmsr(x86::kMsrApicBase) & 0xFFFFFF000;
-  return phys_to_virt<volatile mm::u32>(base + offset);
-}
+// The physical address of the xAPIC registers, read from IA32_APIC_BASE by
+// lapic_init_cpu (the same on every CPU QEMU makes). Kept, because every
+// RDMSR is a VM exit under KVM, and a shootdown sends an IPI per target.
+mm::u64 apic_base = 0;
 
+volatile mm::u32* reg(mm::u32 offset) { return phys_to_virt<volatile mm::u32>(apic_base + offset); }
+
+// The ICR is two registers: an interrupt between the two writes that sends
+// an IPI of its own would leave this one with the wrong destination, so the
+// sequence runs with interrupts off. Delivery status (bit 12) is waited on
+// before the write, as the SDM asks (the previous command has been
+// accepted), and after it, so a caller never races its own IPI's delivery.
 void send(mm::u32 apic_id, mm::u32 command) {
+  const mm::u64 flags = x86::save_flags_and_disable();
   while (*reg(kRegIcrLow) & kIcrPending) {
     x86::pause();
   }
@@ -34,12 +42,15 @@ void send(mm::u32 apic_id, mm::u32 command) {
   while (*reg(kRegIcrLow) & kIcrPending) {
     x86::pause();
   }
+  x86::restore_flags(flags);
 }
 
 }  // namespace
 
 void lapic_init_cpu() {
-  x86::wrmsr(x86::kMsrApicBase, x86::rdmsr(x86::kMsrApicBase) | (1 << 11));  // global enable
+  const mm::u64 msr = x86::rdmsr(x86::kMsrApicBase);
+  x86::wrmsr(x86::kMsrApicBase, msr | (1 << 11));  // global enable (x2APIC mode, bit 10, stays off)
+  apic_base = msr & 0xFFFFFF000;
   *reg(kRegSvr) = 0x100 | kVectorSpurious;                                   // software enable
   *reg(kRegTpr) = 0;
   *reg(kRegEsr) = 0;

@@ -55,6 +55,17 @@ bool parse_size(const char*& s, mm::u64& value) {
 
 bool at_word_end(const char* s) { return *s == 0 || *s == ' '; }
 
+// Every mm::ShootdownPolicy, by the name shootdown_policy_name gives it.
+constexpr mm::ShootdownPolicy kShootdownPolicies[] = {
+    mm::ShootdownPolicy::Batched,
+    mm::ShootdownPolicy::Broadcast,
+    mm::ShootdownPolicy::UnsafeFreeBeforeAck,
+    mm::ShootdownPolicy::UnsafeActiveOnly,
+    mm::ShootdownPolicy::UnsafeNoFlush,
+    mm::ShootdownPolicy::UnsafeLocalOnly,
+    mm::ShootdownPolicy::UnsafeFlushAfterUnlock,
+};
+
 }  // namespace
 
 const char* pmm_kind_name(PmmKind kind) {
@@ -95,6 +106,14 @@ bool parse_boot_options(const char* cmdline, BootOptions& options) {
       } else if (starts_with(rest, "opcode", &tail) && at_word_end(tail)) {
         options.fault = InjectedFault::InvalidOpcode, s = tail, ok = true;
       }
+    } else if (starts_with(s, "shootdown=", &rest)) {
+      for (const mm::ShootdownPolicy policy : kShootdownPolicies) {
+        const char* tail = nullptr;
+        if (starts_with(rest, mm::shootdown_policy_name(policy), &tail) && at_word_end(tail)) {
+          options.shootdown = policy, s = tail, ok = true;
+          break;
+        }
+      }
     } else if (starts_with(s, "memmap=", &rest)) {
       s = rest;
       mm::u64 size = 0, address = 0;
@@ -111,7 +130,8 @@ bool parse_boot_options(const char* cmdline, BootOptions& options) {
       mm::usize length = 0;
       while (word[length] && word[length] != ' ') ++length;
       kprintf("boot: bad command-line word '%.*s' at column %lu: expected pmm=buddy|bitmap|stack, "
-              "reserve=SIZE, memmap=SIZE@ADDR, memmap=SIZE$ADDR, selftest=off or fault=page|opcode\n",
+              "reserve=SIZE, memmap=SIZE@ADDR, memmap=SIZE$ADDR, selftest=off, fault=page|opcode "
+              "or shootdown=POLICY\n",
               static_cast<int>(length), word, static_cast<mm::u64>(word - cmdline) + 1);
       return false;
     }

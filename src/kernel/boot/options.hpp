@@ -8,9 +8,15 @@
 //   selftest=off             boot, print the map, and stop without tests
 //   fault=page|opcode        after boot, take that exception on purpose (to
 //                            test that exceptions are reported, not hung on)
+//   shootdown=POLICY         how TLB shootdowns are done (mm::ShootdownPolicy):
+//                            batched (the default), broadcast, or one of the
+//                            unsafe-... policies that leave stale
+//                            translations on purpose (the SMP shootdown
+//                            test's negative control)
 // SIZE and ADDR are decimal or 0x hex, with an optional K, M, G or T.
 #pragma once
 
+#include "mm/paging/shootdown_policy.hpp"
 #include "mm/phys/memory_map.hpp"
 
 namespace kernel {
@@ -23,6 +29,7 @@ struct BootOptions {
   mm::u64 reserve_bytes = 2 << 20;
   bool selftest = true;
   InjectedFault fault = InjectedFault::None;
+  mm::ShootdownPolicy shootdown = mm::ShootdownPolicy::Batched;
   mm::MemoryRange extra_ranges[8];
   mm::usize extra_count = 0;
 };

@@ -47,12 +47,13 @@ class KernelPlatform {
     return __atomic_compare_exchange_n(entry, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
   }
 
+  // One fixed IPI of kVectorShootdown per target (its handler, installed by
+  // vm_init, is TlbCoherence::handle_ipi and the EOI). Every target called
+  // TlbCoherence::cpu_online after its APIC ID was known, so the targets
+  // are taken as they are, not filtered by smp_cpu_count(), which counts an
+  // AP only once bring-up has moved on from it.
   void send_ipi(mm::CpuSet targets) {
-    for (mm::u32 cpu = 0; cpu < smp_cpu_count(); ++cpu) {
-      if (targets.contains(cpu)) {
-        lapic_send_ipi(smp_apic_id(cpu), kVectorShootdown);
-      }
-    }
+    targets.for_each([](mm::CpuId cpu) { lapic_send_ipi(smp_apic_id(cpu), kVectorShootdown); });
   }
   void relax() { x86::pause(); }
   void log(mm::LogLevel level, const char* text) {

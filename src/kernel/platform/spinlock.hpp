@@ -10,12 +10,27 @@ namespace kernel {
 
 class MM_CAPABILITY("spinlock") SpinLock {
  public:
+  // Waiting runs with the caller's interrupt state; holding runs with
+  // interrupts off. The TLB shootdown protocol needs the first half: an
+  // initiator holds its address space's lock, with interrupts off, while it
+  // waits for every CPU that runs the space to acknowledge an IPI. A CPU
+  // spinning here for that same lock (a page fault in that space, say) with
+  // interrupts off would never take the IPI, and both would wait forever. So
+  // a caller that had interrupts on gets them back while it spins (Linux's
+  // old spin_lock_irqsave slow path), and they go off again before each
+  // try: the lock is only ever taken, and held, with interrupts off. A caller
+  // that had them off (an interrupt handler) spins with them off; such code
+  // must not wait for a lock whose holder waits for it, which is why the #PF
+  // handler turns them back on before it enters the core (user/user_mode.cpp).
+  // The SMP shootdown self-test's faulter hangs the boot without either.
   void lock() MM_ACQUIRE() {
     const mm::u64 flags = x86::save_flags_and_disable();
     while (locked_.exchange(1, mm::MemoryOrder::Acquire) != 0) {
+      x86::restore_flags(flags);
       while (locked_.load(mm::MemoryOrder::Relaxed) != 0) {
         x86::pause();
       }
+      x86::disable_interrupts();
     }
     saved_flags_ = flags;
   }

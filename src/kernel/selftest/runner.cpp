@@ -22,6 +22,7 @@ SelfTestSummary run_self_tests() {
   run_suite(kPmmSelfTests, kPmmSelfTestCount, summary);
   run_suite(kSmpSelfTests, kSmpSelfTestCount, summary);
   run_suite(kVmSelfTests, kVmSelfTestCount, summary);
+  run_suite(kShootdownSelfTests, kShootdownSelfTestCount, summary);
   return summary;
 }
 

@@ -22,6 +22,8 @@ extern const SelfTestCase kSmpSelfTests[];
 extern const mm::usize kSmpSelfTestCount;
 extern const SelfTestCase kVmSelfTests[];
 extern const mm::usize kVmSelfTestCount;
+extern const SelfTestCase kShootdownSelfTests[];
+extern const mm::usize kShootdownSelfTestCount;
 
 struct SelfTestSummary {
   mm::u32 passed = 0;

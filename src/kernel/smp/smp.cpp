@@ -8,6 +8,7 @@
 #include "boot/physical.hpp"
 #include "console/kprintf.hpp"
 #include "smp/cpu_local.hpp"
+#include "user/user_mode.hpp"
 
 extern "C" const char ap_trampoline_start[], ap_trampoline_end[], ap_trampoline_params[];
 
@@ -66,6 +67,7 @@ extern "C" [[noreturn]] void ap_main(mm::u32 cpu) {
   gdt_init_cpu(cpu);
   idt_load();
   lapic_init_cpu();
+  vm_cpu_online();  // before it reports in: from then on it may run a space (kmain made the VM first)
   this_cpu().online.store(1, mm::MemoryOrder::Release);
   idle_loop(cpu);
 }

@@ -3,7 +3,7 @@
  *
  * u64 user_enter(UserContext* ctx)
  *   Saves the callee-saved registers and the stack pointer in *ctx, then
- *   IRETs to ctx->rip in ring 3 on ctx->rsp with rdi, rsi, rdx = ctx->args,
+ *   IRETs to ctx->rip in ring 3 on ctx->rsp with rdi, rsi, rdx, rcx = ctx->args,
  *   interrupts on, every other register zero.
  * [[noreturn]] void user_return(UserContext* ctx, u64 value)
  *   Called from a trap handler (on the TSS's RSP0 stack): abandons that
@@ -32,10 +32,10 @@ user_enter:
     pushq 56(%rdi)                 /* user rip */
     mov 80(%rdi), %rsi
     mov 88(%rdi), %rdx
+    mov 96(%rdi), %rcx
     mov 72(%rdi), %rdi
     xor %eax, %eax
     xor %ebx, %ebx
-    xor %ecx, %ecx
     xor %ebp, %ebp
     xor %r8d, %r8d
     xor %r9d, %r9d

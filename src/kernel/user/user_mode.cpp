@@ -3,6 +3,7 @@
 #include <new>
 
 #include "arch/interrupts.hpp"
+#include "arch/lapic.hpp"
 #include "arch/x86.hpp"
 #include "console/kprintf.hpp"
 #include "smp/cpu_local.hpp"
@@ -18,7 +19,7 @@ struct UserContext {
   mm::u64 kernel_rsp;
   mm::u64 rbx, rbp, r12, r13, r14, r15;
   mm::u64 rip, rsp;
-  mm::u64 args[3];
+  mm::u64 args[4];
 };
 static_assert(__builtin_offsetof(UserContext, rip) == 56 && __builtin_offsetof(UserContext, args) == 72);
 
@@ -34,6 +35,8 @@ extern "C" [[noreturn]] void user_return(UserContext* context, mm::u64 value);
 alignas(mm::PageTables<KernelPlatform>) mm::u8 kernel_tables_storage[sizeof(mm::PageTables<KernelPlatform>)];
 alignas(KernelVm) mm::u8 vm_storage[sizeof(KernelVm)];
 KernelVm* vm = nullptr;
+
+constexpr mm::u64 kRflagsInterrupts = 1 << 9;
 
 UserRun* current_run() { return static_cast<UserRun*>(this_cpu().user_run); }
 
@@ -53,6 +56,13 @@ void on_page_fault(InterruptFrame& frame) {
                             : (frame.error_code & 0x2) ? mm::Access::Write
                                                        : mm::Access::Read;
   const mm::AccessMode mode = (frame.error_code & 0x4) ? mm::AccessMode::User : mm::AccessMode::Kernel;
+  // The core's fault path takes the space's lock, whose holder may be
+  // waiting for this CPU to acknowledge a TLB shootdown: the fault is
+  // resolved with interrupts on, as the faulting code ran (CR2 is read), so
+  // the lock's wait takes the IPI (platform/spinlock.hpp).
+  if (frame.rflags & kRflagsInterrupts) {
+    x86::enable_interrupts();
+  }
   const mm::FaultOutcome outcome = run->space->handle_fault(mm::VirtAddr(address), access, mode);
   if (mm::resolved(outcome)) {
     ++run->result.resolved_faults;
@@ -63,25 +73,46 @@ void on_page_fault(InterruptFrame& frame) {
     fatal_exception(frame);  // the kernel itself touched a bad user address
   }
   run->result.exited = false;
+  run->result.value = frame.rax;
   run->result.fault_address = address;
   run->result.error_code = frame.error_code;
   run->result.fault = outcome;
   user_return(&run->context, 0);
 }
 
+// The TLB shootdown IPI: this CPU's part of TlbCoherence::shootdown.
+void on_shootdown_ipi(InterruptFrame&) {
+  vm->coherence().handle_ipi();
+  lapic_eoi();
+}
+
 }  // namespace
 
-bool vm_init() {
+bool vm_init(mm::ShootdownPolicy policy) {
   auto* kernel_tables = new (kernel_tables_storage) mm::PageTables<KernelPlatform>(kernel_platform, *kernel_memory.pmm);
   kernel_tables->adopt(mm::PhysAddr(x86::read_cr3() & mm::pte::kAddressMask));
-  vm = new (vm_storage) KernelVm(kernel_platform, *kernel_memory.pmm);
+  // No PCIDs: CR4.PCIDE stays off, every CR3 load flushes.
+  vm = new (vm_storage) KernelVm(kernel_platform, *kernel_memory.pmm,
+                                 mm::TlbCoherenceConfig{.policy = policy, .pcid = false});
   const mm::Status status = vm->init(kernel_tables);
   if (status != mm::Status::Ok) {
     kprintf("vm: no frame for the zero page: %s\n", mm::errno_name(status));
     return false;
   }
   set_interrupt_handler(kVectorPageFault, on_page_fault);
+  set_interrupt_handler(kVectorShootdown, on_shootdown_ipi);
+  if (mm::is_unsafe(policy)) {
+    kprintf("vm: WARNING: TLB shootdown policy %s: stale translations are left on purpose\n",
+            mm::shootdown_policy_name(policy));
+  }
   return true;
+}
+
+void vm_cpu_online() {
+  if (vm == nullptr) {
+    MM_PANIC("vm_cpu_online before vm_init: this CPU would miss TLB shootdowns; CPU", current_cpu_index());
+  }
+  vm->coherence().cpu_online();
 }
 
 KernelVm& kernel_vm() { return *vm; }
@@ -102,7 +133,7 @@ mm::Status prepare_test_process(KernelSpace& space) {
                                   .kind = mm::RegionKind::Stack});
 }
 
-UserRunResult run_user(KernelSpace& space, UserOp op, mm::u64 address, mm::u64 value) {
+UserRunResult run_user(KernelSpace& space, UserOp op, mm::u64 address, mm::u64 value, mm::u64 extra) {
   UserRun run{};
   run.space = &space;
   run.context.rip = kUserCodeBase;
@@ -110,12 +141,16 @@ UserRunResult run_user(KernelSpace& space, UserOp op, mm::u64 address, mm::u64 v
   run.context.args[0] = static_cast<mm::u64>(op);
   run.context.args[1] = address;
   run.context.args[2] = value;
+  run.context.args[3] = extra;
   const mm::u64 flags = x86::save_flags_and_disable();
-  const mm::u64 kernel_root = x86::read_cr3();
+  const mm::PhysAddr kernel_root(x86::read_cr3() & mm::pte::kAddressMask);
   this_cpu().user_run = &run;
-  kernel_platform.load_address_space(space.root(), mm::Pcid{}, mm::CrFlush::Yes);
+  // Through the core, so the space's active mask has this CPU (it is sent
+  // the space's shootdowns from here on) and has it no longer afterwards.
+  space.activate();
   user_enter(&run.context);
-  x86::write_cr3(kernel_root);
+  x86::disable_interrupts();  // a fault handler may have turned them on
+  vm->coherence().switch_to_kernel(kernel_root);
   this_cpu().user_run = nullptr;
   x86::restore_flags(flags);
   return run.result;

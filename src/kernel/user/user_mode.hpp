@@ -23,17 +23,25 @@ using KernelSpace = mm::AddressSpace<KernelPlatform>;
 using KernelVm = mm::VmSystem<KernelPlatform>;
 
 // After memory_init: the kernel's page tables become the kernel half of
-// every space, and the zero frame is allocated. Registers the #PF and system
-// call handlers. False (with a message) when there is no memory for it.
-bool vm_init();
+// every space, and the zero frame is allocated. Registers the #PF and TLB
+// shootdown handlers; shootdowns follow `policy` (an unsafe one only for the
+// negative control, boot option shootdown=). False (with a message) when
+// there is no memory for it.
+bool vm_init(mm::ShootdownPolicy policy = mm::ShootdownPolicy::Batched);
 KernelVm& kernel_vm();
+// The calling CPU takes part in TLB shootdowns from now on (its local APIC
+// and IDT are set up). Every CPU calls it once, after vm_init: the boot CPU
+// in kmain, each AP in ap_main before it reports in.
+void vm_cpu_online();
 
 // What the test program (user/test_program.S) does.
-enum class UserOp : mm::u64 { Read = 0, Write = 1, Execute = 2, Overflow = 3 };
+// ReadLoop and WriteLoop (the SMP shootdown test) take a fourth argument,
+// the address of a progress word in a page whose first word is a stop flag.
+enum class UserOp : mm::u64 { Read = 0, Write = 1, Execute = 2, Overflow = 3, ReadLoop = 4, WriteLoop = 5 };
 
 struct UserRunResult {
   bool exited = false;         // it called exit; otherwise it faulted
-  mm::u64 value = 0;           // the exit value
+  mm::u64 value = 0;           // the exit value, or RAX at the unresolved fault
   mm::u64 fault_address = 0;   // the unresolved fault's CR2
   mm::u64 error_code = 0;      // and its #PF error code (P, W/R, U/S, RSVD, I/D)
   mm::FaultOutcome fault = mm::FaultOutcome::Complete;  // the core's answer to it
@@ -53,7 +61,9 @@ inline constexpr mm::u64 kUserStackSize = 4 * 4096;     // with a guard page bel
 mm::Status prepare_test_process(KernelSpace& space);
 
 // Runs the test program in `space` on this CPU, in ring 3, with the given
-// operation, address and value.
-UserRunResult run_user(KernelSpace& space, UserOp op, mm::u64 address, mm::u64 value);
+// operation, address and value (and `extra`, for the loops). The space is
+// loaded through the core (AddressSpace::activate), so this CPU is in its
+// active mask, and is sent its shootdowns, until the program stops.
+UserRunResult run_user(KernelSpace& space, UserOp op, mm::u64 address, mm::u64 value, mm::u64 extra = 0);
 
 }  // namespace kernel
