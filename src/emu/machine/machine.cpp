@@ -105,8 +105,7 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
       if (allocated) {
         oracle->frames_allocated(first.value(), count);
       } else {
-        oracle->frames_freed(first.value(), count, machine->memory().frames()[mm::Pfn::containing(first)].owner ==
-                                                      mm::FrameOwner::PageTable);
+        oracle->frames_freed(first.value(), count);
       }
     }
   };

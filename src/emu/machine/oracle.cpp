@@ -66,7 +66,7 @@ void Oracle::frames_allocated(std::uint64_t first, std::uint64_t count) {
   }
 }
 
-void Oracle::frames_freed(std::uint64_t first, std::uint64_t count, bool page_table) {
+void Oracle::frames_freed(std::uint64_t first, std::uint64_t count) {
   const std::uint64_t pfn = first / mm::kPageSize;
   for (std::uint64_t i = 0; i < count; ++i) allocated_[pfn + i] = false;
   const std::uint64_t end = first + count * mm::kPageSize;
@@ -84,7 +84,7 @@ void Oracle::frames_freed(std::uint64_t first, std::uint64_t count, bool page_ta
                                stale->rights.writable ? "writable" : "read-only"));
       return;
     }
-    if (page_table && cpu.psc) {
+    if (cpu.psc) {  // (any frame: a cached entry pointing at it makes it a table to that CPU)
       std::optional<hw::PagingStructureCache::Entry> cached;
       cpu.psc->for_each([&](const hw::PagingStructureCache::Entry& e) {
         if (!cached && e.table >= first && e.table < end && usable(e.pcid)) cached = e;

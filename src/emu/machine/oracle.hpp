@@ -45,7 +45,7 @@ class Oracle {
 
   // From the physical memory manager's observer.
   void frames_allocated(std::uint64_t first, std::uint64_t count);
-  void frames_freed(std::uint64_t first, std::uint64_t count, bool page_table);
+  void frames_freed(std::uint64_t first, std::uint64_t count);
   // When an operation on the space with `root`/`context` has returned.
   void operation_returned(const char* operation, std::uint64_t root, const mm::TlbContext& context);
   // A TLB hit of `entry` for `va` on the calling CPU, whose tables are at `root`.

@@ -49,6 +49,10 @@ class Run {
     }
   }
 
+  // Where statement outcomes go (RunOptions::outcomes); in_setup labels them.
+  OutcomeSink outcomes;
+  bool in_setup = false;
+
   // Runs statements on the calling thread's CPU. False after a failure.
   bool execute(const std::vector<Statement>& body) {
     for (const Statement& s : body) {
@@ -153,6 +157,8 @@ class Run {
     const Expectation& e = s.expect;
     const bool holds = e.kind == OutcomeKind::Any || (e.kind == OutcomeKind::Ok && status == mm::Status::Ok) ||
                        (e.kind == OutcomeKind::Error && status == e.error);
+    report(s, status == mm::Status::Ok ? "ok" : status_text(status),
+           holds ? "" : "expected " + (e.kind == OutcomeKind::Error ? status_text(e.error) : std::string("ok")));
     if (!holds) {
       const std::string wanted = e.kind == OutcomeKind::Error ? status_text(e.error) : "OK";
       fail(s.where, fmt::format("{} returned {}, expected {}", scenario::keyword_of(s), status_text(status), wanted));
@@ -175,11 +181,23 @@ class Run {
     } else if (!segv && outcome.value == mm::kPoisonPattern && s.is<scenario::ReadStmt>()) {
       problem = "read the poison of a freed frame: data crossed owners";
     }
+    report(s,
+           outcome.kind == AccessOutcome::Kind::NoSpace ? "nospace"
+           : segv                                       ? "segv"
+           : s.is<scenario::ReadStmt>()                 ? fmt::format("{:#x}", outcome.value)
+                                                        : "ok",
+           problem);
     if (!problem.empty()) {
       fail(s.where, fmt::format("{} {:#x}: {}", scenario::keyword_of(s), address.value(), problem));
       return false;
     }
     return true;
+  }
+
+  void report(const Statement& s, std::string result, std::string problem) {
+    if (!outcomes) return;
+    outcomes(Outcome{in_setup ? Outcome::Section::Setup : Outcome::Section::Cpu, cpu_context.cpu, s.where.line,
+                     scenario::keyword_of(s), std::move(result), s.expect.kind == OutcomeKind::Any, std::move(problem)});
   }
 
   bool barrier(const scenario::BarrierStmt& b) {
@@ -241,8 +259,18 @@ std::string report_failure(const scenario::Scenario& s, Machine& machine, const 
 }
 
 // Checks that need the spaces, then (after destroying them) the leak check.
+// Tells `outcomes` (if set) how a check came out.
+void report_check(const OutcomeSink& outcomes, const scenario::Check& check, const std::string& problem) {
+  static constexpr std::string_view kKinds[] = {"value", "mapped", "unmapped", "frames", "faults", "shootdowns"};
+  static_assert(std::size(kKinds) == std::variant_size_v<scenario::Check::What>);
+  if (outcomes) {
+    outcomes(Outcome{Outcome::Section::Check, 0, check.where.line, kKinds[check.what.index()], problem.empty() ? "ok" : "FAIL",
+                     false, problem});
+  }
+}
+
 std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& machine, std::uint64_t free_at_start,
-                                      std::size_t& held, bool keep_spaces) {
+                                      std::size_t& held, bool keep_spaces, const OutcomeSink& outcomes) {
   for (const scenario::Check& check : s.checks) {
     std::string problem;
     if (const auto* v = check.as<scenario::CheckValue>()) {
@@ -278,6 +306,7 @@ std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& mach
     } else {
       continue;  // frames leaked: after the spaces are gone
     }
+    report_check(outcomes, check, problem);
     if (!problem.empty()) return fmt::format("FAIL: {}: {}\n", where(s, check.where), problem);
     ++held;
   }
@@ -287,6 +316,8 @@ std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& mach
   const std::uint64_t leaked = free_at_start > free_now ? free_at_start - free_now : 0;
   for (const scenario::Check& check : s.checks) {
     if (const auto* l = check.as<scenario::CheckFramesLeaked>()) {
+      report_check(outcomes, check,
+                   scenario::compare(leaked, l->comparison, l->count) ? "" : fmt::format("{} frames leaked", leaked));
       if (!scenario::compare(leaked, l->comparison, l->count)) {
         return fmt::format("FAIL: {}: check frames leaked: {} frames leaked, expected {} {}\n", where(s, check.where), leaked,
                            scenario::comparison_symbol(l->comparison), l->count);
@@ -303,12 +334,17 @@ std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& mach
 RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   RunResult result;
   result.seed = options.seed.value_or(s.seed.value_or(1));
-  if (s.uses_unsafe_policy() && !options.allow_unsafe) {
+  const mm::ShootdownPolicy policy = options.shootdown.value_or(s.options.shootdown.value_or(mm::ShootdownPolicy::Batched));
+  if (mm::is_unsafe(policy) && !options.allow_unsafe) {
     const scenario::OptionSetting* option = s.options.find("shootdown");
-    const scenario::SourceLocation at = option ? option->value_where : s.machine.where;
     result.exit_code = 2;
-    result.report = fmt::format("{}: error: shootdown policy '{}' reproduces a bug on purpose: pass --allow-unsafe to run it\n",
-                                where(s, at), option ? option->value : "?");
+    if (options.shootdown) {
+      result.report = fmt::format("pagelab: --shootdown {} reproduces a bug on purpose: pass --allow-unsafe to run it\n",
+                                  mm::shootdown_policy_name(policy));
+    } else {
+      result.report = fmt::format("{}: error: shootdown policy '{}' reproduces a bug on purpose: pass --allow-unsafe to run it\n",
+                                  where(s, option ? option->value_where : s.machine.where), option ? option->value : "?");
+    }
     return result;
   }
 
@@ -327,7 +363,7 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   config.psc = s.machine.psc;
   config.allocator = allocator_of(s.options);
   config.flush_threshold = s.options.flush_threshold.value_or(32);
-  config.shootdown = s.options.shootdown.value_or(mm::ShootdownPolicy::Batched);
+  config.shootdown = policy;
   config.ram = options.ram;
   config.schedule.deterministic = options.deterministic;
   config.schedule.seed = result.seed;
@@ -343,7 +379,10 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
 
   Run run(s, *machine);
   machine->emit(EventKind::Note, 0, 0, 0, 0, "set-up");
+  run.outcomes = options.outcomes;
+  run.in_setup = true;
   run.execute(s.setup);
+  run.in_setup = false;
   if (!run.failed()) {
     std::vector<std::thread> threads;
     for (std::uint32_t cpu = 0; cpu < s.machine.cpus; ++cpu) {
@@ -377,7 +416,7 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
     return result;
   }
   std::size_t held = 0;
-  if (const std::optional<std::string> problem = run_checks(s, *machine, free_at_start, held, options.keep_spaces)) {
+  if (const std::optional<std::string> problem = run_checks(s, *machine, free_at_start, held, options.keep_spaces, options.outcomes)) {
     result.exit_code = 1;
     result.report = *problem + fmt::format("  seed {}, {} steps\n", result.seed, result.steps);
     trace->finish();

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "emu/ram/ram.hpp"
+#include "emu/runner/outcome.hpp"
+#include "mm/paging/shootdown_policy.hpp"
 #include "emu/sched/scheduler.hpp"
 #include "emu/scenario/ast.hpp"
 #include "emu/trace/trace.hpp"
@@ -24,6 +26,8 @@ struct RunOptions {
   bool deterministic = true;
   Strategy strategy;
   bool allow_unsafe = false;
+  // Wins over the scenario's `option shootdown=` (an unsafe one still needs allow_unsafe).
+  std::optional<mm::ShootdownPolicy> shootdown;
   TraceFormat format = TraceFormat::Text;
   bool trace = true;          // false: no trace output (the failure report still shows the tails)
   std::string trace_out;      // empty: standard output
@@ -33,6 +37,9 @@ struct RunOptions {
   // Leave every address space alive in RAM at the end (for `pagelab
   // inspect` of a named RAM): the leak check, which destroys them, is skipped.
   bool keep_spaces = false;
+  // Told each statement's outcome and each check's (`pagelab run --outcomes`,
+  // the kernel cross-check); empty: nobody listens.
+  OutcomeSink outcomes;
 };
 
 struct RunResult {

@@ -129,12 +129,16 @@ std::uint32_t Scheduler::choose(std::uint32_t current, Wait) {
       deadlocked_.store(true, std::memory_order_release);
       stop();
     }
-    for (std::uint32_t c = 0; c < cpus_; ++c) {
-      if (runnable_[c]) candidates_.push_back(c);
-    }
-  } else {
-    all_spinning_for_ = 0;
+    // Every CPU waits: each must get to look again at what it waits for (a
+    // lock, an acknowledgement), so they take turns in CPU order. Choosing by
+    // priority here would let PCT's top CPU spin forever on a condition only
+    // a lower one can see is already true.
+    std::uint32_t next = current == kNobody ? 0 : (current + 1) % cpus_;
+    while (!runnable_[next]) next = (next + 1) % cpus_;
+    schedule_.push_back(next);
+    return next;
   }
+  all_spinning_for_ = 0;
   if (options_.strategy.kind == Strategy::Kind::Pct && current != kNobody) {
     for (std::size_t i = 0; i < change_points_.size(); ++i) {
       if (change_points_[i] == step) priority_[current] = change_points_.size() - i;  // below every initial priority
