@@ -131,6 +131,7 @@ class AddressSpace {
   void activate() { vm_.coherence().switch_to(*target_.context, root()); }
   // What the shootdown protocol knows of this space (for the emulator's oracle).
   const TlbContext& tlb_context() const { return *target_.context; }
+  TlbContext& tlb_context() { return *target_.context; }
   Result<Translation> translate(VirtAddr address) MM_EXCLUDES(lock_) {
     LockGuard guard(lock_);
     return tables_.query(address);
