@@ -95,3 +95,12 @@ if ((write_doc)); then
 fi
 # Writes the table (unless --no-doc) and fails if any benchmark reported an error.
 python3 "$repo/scripts/bench_report.py" "${report_args[@]}"
+
+# Shootdown latency against CPU count, as a PNG next to the table.
+if ((write_doc)) && grep -q '"BM_Shootdown/' "$out"; then
+  "$repo/scripts/setup.sh" --plots
+  # Debian's interpreter: matplotlib comes from its package, whatever python3 is first on PATH.
+  plot_python=/usr/bin/python3
+  [[ -x "$plot_python" ]] || plot_python=python3
+  "$plot_python" "$repo/scripts/plot_shootdown.py" --json "$out" --out "$repo/docs/bench/shootdown.png"
+fi

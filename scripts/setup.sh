@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pagelab needs to build, test and boot, from Debian's packages.
 # Idempotent and silent when everything is already there.
+#
+#   scripts/setup.sh           what building, testing and booting need
+#   scripts/setup.sh --plots   also what scripts/bench.sh draws its plots with
 set -euo pipefail
 
 packages=(
@@ -8,6 +11,9 @@ packages=(
   libgtest-dev libbenchmark-dev libspdlog-dev libboost-dev libcli11-dev nlohmann-json3-dev
   qemu-system-x86
 )
+if [ "${1:-}" = "--plots" ]; then
+  packages+=(python3-matplotlib)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
