@@ -1,19 +1,30 @@
 // pagelab: the command line of the emulator.
 //   pagelab run SCENARIO [--seed N] [--trace text|jsonl|chrome|none] [--trace-out FILE]
 //                        [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
-//                        [--parallel] [--strategy random|pct:D] [--allow-unsafe] [--keep-spaces]
+//                        [--parallel] [--strategy random|pct:D] [--shootdown POLICY] [--allow-unsafe]
+//                        [--keep-spaces] [--record FILE]
+//   pagelab replay FILE [--trace ...] [--trace-out FILE] [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
+//   pagelab explore SCENARIO --seeds A..B [--strategy random|pct:D] [--shootdown POLICY] [--jobs N] [--shard I/N]
+//                            [--allow-unsafe] [--max-failures K] [--record FILE] [--quiet] [--verbose]
 //   pagelab inspect --ram SPEC [--space NAME] [--address VA] [--format text|dot]
 //   pagelab trace FILE [--tlb tiny|skylake|zen2] [--json]
 // Exit status: 0 when the scenario held, 1 when it did not, 2 for bad input.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <optional>
+#include <set>
 #include <sstream>
+#include <thread>
 
+#include "emu/cli/explore.hpp"
 #include "emu/cli/inspect.hpp"
 #include "emu/cli/lackey_replay.hpp"
+#include "emu/cli/schedule_file.hpp"
 #include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/parser.hpp"
 
@@ -51,10 +62,25 @@ int fail_usage(const std::string& message) {
   return 2;
 }
 
-int run_command(const std::string& path, const emu::RunOptions& base, const std::string& trace_name,
-                const std::string& cpus, const std::string& events, const std::string& addr, const std::string& ram,
-                const std::string& strategy) {
-  emu::RunOptions options = base;
+// The options that choose what a run's trace shows and where it and the RAM
+// go: `run` and `replay` share them. None of them changes the run itself.
+struct OutputFlags {
+  std::string trace_name = "text";
+  std::string cpus, events, addr, ram;
+
+  void add_to(CLI::App* app, emu::RunOptions& options) {
+    app->add_option("--trace", trace_name, "text, jsonl, chrome or none (default text)");
+    app->add_option("--trace-out", options.trace_out, "write the trace to FILE instead of standard output");
+    app->add_option("--cpu", cpus, "trace only these CPUs, e.g. 0,2");
+    app->add_option("--events", events, "trace only these events, e.g. access,fault,tlb.miss");
+    app->add_option("--addr", addr, "trace only events at addresses LO-HI");
+    app->add_option("--ram", ram, "anon (default), shm:NAME or file:PATH");
+  }
+};
+
+// Applies the output flags to `options`: 0, or 2 after a message for a bad one.
+int apply_output_flags(const OutputFlags& flags, emu::RunOptions& options) {
+  const std::string& trace_name = flags.trace_name;
   if (trace_name == "none") {
     options.trace = false;
   } else if (trace_name == "text" || trace_name.empty()) {
@@ -66,14 +92,14 @@ int run_command(const std::string& path, const emu::RunOptions& base, const std:
   } else {
     return fail_usage("--trace takes text, jsonl, chrome or none, not '" + trace_name + "'");
   }
-  if (!cpus.empty()) {
+  if (!flags.cpus.empty()) {
     std::set<std::uint32_t> set;
-    if (!parse_cpu_list(cpus, set)) return fail_usage("--cpu takes a list such as 0,2 not '" + cpus + "'");
+    if (!parse_cpu_list(flags.cpus, set)) return fail_usage("--cpu takes a list such as 0,2 not '" + flags.cpus + "'");
     options.filter.cpus = set;
   }
-  if (!events.empty()) {
+  if (!flags.events.empty()) {
     std::set<emu::EventKind> kinds;
-    std::stringstream in(events);
+    std::stringstream in(flags.events);
     std::string item;
     while (std::getline(in, item, ',')) {
       const auto kind = emu::event_kind_from_name(item);
@@ -82,7 +108,8 @@ int run_command(const std::string& path, const emu::RunOptions& base, const std:
     }
     options.filter.kinds = kinds;
   }
-  if (!addr.empty()) {
+  if (!flags.addr.empty()) {
+    const std::string& addr = flags.addr;
     const auto dash = addr.find('-');
     std::uint64_t lo = 0, hi = 0;
     if (dash == std::string::npos || !parse_number(addr.substr(0, dash), lo) || !parse_number(addr.substr(dash + 1), hi) || lo > hi) {
@@ -90,31 +117,193 @@ int run_command(const std::string& path, const emu::RunOptions& base, const std:
     }
     options.filter.address_range = std::make_pair(lo, hi);
   }
-  std::string error;
-  if (!ram.empty()) {
-    const auto spec = emu::RamSpec::parse(ram, error);
+  if (!flags.ram.empty()) {
+    std::string error;
+    const auto spec = emu::RamSpec::parse(flags.ram, error);
     if (!spec) return fail_usage(error);
     options.ram = *spec;
   }
-  if (!strategy.empty()) {
-    const auto s = emu::Strategy::parse(strategy, error);
-    if (!s) return fail_usage(error);
-    options.strategy = *s;
-  }
+  return 0;
+}
 
-  std::ifstream in(path);
-  if (!in) return fail_usage("cannot read scenario '" + path + "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  const scenario::ParseResult parsed = scenario::parse_scenario(text.str(), path);
+// Reads a scenario file into `text`. False after a message (the caller exits 2).
+bool read_scenario_text(const std::string& path, std::string& text) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in || std::filesystem::is_directory(path)) {
+    fail_usage("cannot read scenario '" + path + "'");
+    return false;
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  text = buffer.str();
+  return true;
+}
+
+// Parses it; the first error, as FILE:LINE:COL: error:, goes to stderr.
+std::optional<scenario::Scenario> parse_or_report(const std::string& text, const std::string& path) {
+  scenario::ParseResult parsed = scenario::parse_scenario(text, path);
   if (!parsed.ok()) {
     std::fprintf(stderr, "%s\n", parsed.error().to_string().c_str());
+    return std::nullopt;
+  }
+  return std::move(parsed).scenario();
+}
+
+// `--shootdown POLICY` (what examples/races/*.scenario name in their
+// `# explore:` line): the policy, into `out`. 0, or 2 after a message for an
+// unknown policy or an unsafe one without --allow-unsafe.
+int parse_shootdown(const std::string& name, bool allow_unsafe, std::optional<mm::ShootdownPolicy>& out) {
+  std::string names;
+  for (const auto& entry : scenario::kShootdownPolicies) {
+    if (entry.name == name) {
+      if (entry.unsafe && !allow_unsafe) {
+        return fail_usage("--shootdown " + name + " reproduces a bug on purpose: pass --allow-unsafe to run it");
+      }
+      out = entry.policy;
+      return 0;
+    }
+    names += (names.empty() ? "" : ", ") + std::string(entry.name);
+  }
+  return fail_usage("--shootdown: unknown policy '" + name + "' (expected one of " + names + ")");
+}
+
+int parse_strategy(const std::string& text, emu::Strategy& out) {
+  if (text.empty()) return 0;
+  std::string error;
+  const auto s = emu::Strategy::parse(text, error);
+  if (!s) return fail_usage(error);
+  out = *s;
+  return 0;
+}
+
+// Runs, prints the report, and (with `record`) writes the schedule record.
+int run_and_report(const scenario::Scenario& scenario, const emu::RunOptions& options, const std::string& record_path,
+                   std::uint64_t scenario_hash) {
+  const emu::RunResult result = emu::run_scenario(scenario, options);
+  std::fflush(stdout);
+  std::fputs(result.report.c_str(), stderr);
+  if (!record_path.empty() && result.exit_code != 2) {
+    emu::ScheduleRecord record;
+    record.scenario = scenario.file;
+    record.scenario_hash = scenario_hash;
+    record.seed = result.seed;
+    record.strategy = options.strategy;
+    record.allow_unsafe = options.allow_unsafe;
+    record.keep_spaces = options.keep_spaces;
+    if (options.shootdown) record.shootdown = std::string(mm::shootdown_policy_name(*options.shootdown));
+    record.cpus = scenario.machine.cpus;
+    record.schedule = result.schedule;
+    std::string error;
+    if (!emu::write_schedule_record(record_path, record, error)) return fail_usage(error);
+  }
+  return result.exit_code;
+}
+
+int run_command(const std::string& path, const emu::RunOptions& base, const OutputFlags& flags, const std::string& strategy,
+                const std::string& shootdown, const std::string& record_path) {
+  emu::RunOptions options = base;
+  if (const int status = apply_output_flags(flags, options)) return status;
+  if (const int status = parse_strategy(strategy, options.strategy)) return status;
+  if (!record_path.empty() && !options.deterministic) {
+    return fail_usage("--record needs the deterministic scheduler: a --parallel run has no schedule to record");
+  }
+  std::string text;
+  if (!read_scenario_text(path, text)) return 2;
+  if (!shootdown.empty()) {
+    if (const int status = parse_shootdown(shootdown, options.allow_unsafe, options.shootdown)) return status;
+  }
+  const std::optional<scenario::Scenario> parsed = parse_or_report(text, path);
+  if (!parsed) return 2;
+  return run_and_report(*parsed, options, record_path, emu::scenario_text_hash(text));
+}
+
+// `pagelab replay FILE`: the recorded run again, choice for choice.
+int replay_command(const std::string& file, const emu::RunOptions& base, const OutputFlags& flags) {
+  emu::RunOptions options = base;
+  if (const int status = apply_output_flags(flags, options)) return status;
+  std::string error;
+  const std::optional<emu::ScheduleRecord> record = emu::read_schedule_record(file, error);
+  if (!record) {
+    std::fprintf(stderr, "%s\n", error.c_str());
     return 2;
   }
-  const emu::RunResult result = emu::run_scenario(parsed.scenario(), options);
+  // The scenario's path as recorded: from here, or else beside the record
+  // (a record and its scenario copied to another machine together).
+  std::string path = record->scenario;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec) && std::filesystem::path(path).is_relative()) {
+    const std::string beside = (std::filesystem::path(file).parent_path() / path).string();
+    if (std::filesystem::is_regular_file(beside, ec)) path = beside;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in || !std::filesystem::is_regular_file(path, ec)) {
+    std::fprintf(stderr, "%s:%u: error: cannot read the recorded scenario '%s'\n", file.c_str(), record->scenario_line,
+                 record->scenario.c_str());
+    return 2;
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  const std::uint64_t hash = emu::scenario_text_hash(text);
+  if (record->scenario_hash && *record->scenario_hash != hash) {
+    std::fprintf(stderr, "pagelab: warning: %s changed since %s was recorded; the schedule may not fit it\n", path.c_str(),
+                 file.c_str());
+  }
+  const std::optional<scenario::Scenario> parsed = parse_or_report(text, path);
+  if (!parsed) return 2;
+  if (record->shootdown) {
+    if (const int status = parse_shootdown(*record->shootdown, record->allow_unsafe, options.shootdown)) return status;
+  }
+  options.seed = record->seed;
+  options.strategy = record->strategy;
+  options.allow_unsafe = record->allow_unsafe;
+  options.keep_spaces = record->keep_spaces;
+  options.deterministic = true;
+  options.replay = record->schedule;
+  const emu::RunResult result = emu::run_scenario(*parsed, options);
   std::fflush(stdout);
-  std::fputs(result.report.c_str(), result.exit_code == 0 ? stderr : stderr);
+  std::fputs(result.report.c_str(), stderr);
+  // The scheduler notices a recording that asks for a CPU that cannot run or
+  // runs out (the run fails); one the run did not use up is caught here.
+  if (result.exit_code == 0 && result.schedule.size() != record->schedule.size()) {
+    std::fprintf(stderr, "FAIL: %s: the run took %zu scheduling steps, the recording has %zu: it does not fit this scenario\n",
+                 file.c_str(), result.schedule.size(), record->schedule.size());
+    return 1;
+  }
   return result.exit_code;
+}
+
+int explore_command(const std::string& program, const std::string& path, emu::ExploreOptions options, const std::string& seeds,
+                    const std::string& strategy, const std::string& shootdown, const std::string& shard, bool shard_given,
+                    unsigned jobs, bool quiet, bool verbose, const std::string& record_path) {
+  std::string error;
+  const auto range = emu::SeedRange::parse(seeds, error);
+  if (!range) return fail_usage(error);
+  options.seeds = *range;
+  if (shard_given) {
+    const auto s = emu::Shard::parse(shard, error);
+    if (!s) return fail_usage(error);
+    options.shard = *s;
+  }
+  if (const int status = parse_strategy(strategy, options.strategy)) return status;
+  if (jobs == 0 || jobs > 1024) return fail_usage("--jobs takes 1 to 1024, not " + std::to_string(jobs));
+  options.jobs = jobs;
+  std::string text;
+  if (!read_scenario_text(path, text)) return 2;
+  if (!shootdown.empty()) {
+    if (const int status = parse_shootdown(shootdown, options.allow_unsafe, options.shootdown)) return status;
+  }
+  const std::optional<scenario::Scenario> parsed = parse_or_report(text, path);
+  if (!parsed) return 2;
+  emu::ExploreCommand command;
+  command.program = program;
+  command.scenario_path = path;
+  command.scenario_hash = emu::scenario_text_hash(text);
+  command.options = options;
+  command.quiet = quiet;
+  command.verbose = verbose;
+  command.record_path = record_path;
+  return emu::explore_command(*parsed, command);
 }
 
 }  // namespace
@@ -125,23 +314,45 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   emu::RunOptions options;
-  std::string path, trace_name = "text", cpus, events, addr, ram, strategy;
+  OutputFlags output;
+  std::string path, strategy, shootdown, record_path;
   std::uint64_t seed = 0;
   bool parallel = false;
   CLI::App* run = app.add_subcommand("run", "run a scenario and print its trace");
   run->add_option("scenario", path, "the scenario file (docs/SCENARIOS.md)")->required();
   run->add_option("--seed", seed, "the scheduler's seed (overrides the scenario's `seed`)");
-  run->add_option("--trace", trace_name, "text, jsonl, chrome or none (default text)");
-  run->add_option("--trace-out", options.trace_out, "write the trace to FILE instead of standard output");
-  run->add_option("--cpu", cpus, "trace only these CPUs, e.g. 0,2");
-  run->add_option("--events", events, "trace only these events, e.g. access,fault,tlb.miss");
-  run->add_option("--addr", addr, "trace only events at addresses LO-HI");
-  run->add_option("--ram", ram, "anon (default), shm:NAME or file:PATH");
+  output.add_to(run, options);
   run->add_option("--strategy", strategy, "random (default) or pct:D");
   run->add_flag("--parallel", parallel, "let the CPUs run freely (not deterministic)");
+  run->add_option("--shootdown", shootdown, "the shootdown policy, instead of the scenario's `option shootdown=`");
   run->add_flag("--allow-unsafe", options.allow_unsafe, "accept the unsafe-* shootdown policies");
   run->add_flag("--keep-spaces", options.keep_spaces,
                 "leave the address spaces in RAM at the end, for `pagelab inspect` (skips the leak check)");
+  run->add_option("--record", record_path, "write the schedule and options of this run to FILE, for `pagelab replay`");
+
+  emu::RunOptions replay_options;
+  OutputFlags replay_output;
+  std::string replay_file;
+  CLI::App* replay = app.add_subcommand("replay", "re-run a schedule recorded by run --record or explore --record");
+  replay->add_option("file", replay_file, "the schedule record (docs/EMULATOR.md, \"Recorded schedules\")")->required();
+  replay_output.add_to(replay, replay_options);
+
+  emu::ExploreOptions explore_options;
+  std::string explore_path, explore_seeds, explore_strategy, explore_shootdown, explore_shard, explore_record;
+  unsigned explore_jobs = std::max(1u, std::thread::hardware_concurrency());
+  bool explore_quiet = false, explore_verbose = false;
+  CLI::App* explore = app.add_subcommand("explore", "run a scenario under every seed of a range and summarize the failures");
+  explore->add_option("scenario", explore_path, "the scenario file (docs/SCENARIOS.md)")->required();
+  explore->add_option("--seeds", explore_seeds, "the seeds, A..B inclusive (or one seed N)")->required();
+  explore->add_option("--strategy", explore_strategy, "random (default) or pct:D");
+  explore->add_option("--shootdown", explore_shootdown, "the shootdown policy, instead of the scenario's `option shootdown=`");
+  explore->add_option("--jobs", explore_jobs, "worker threads (default: the number of host CPUs)");
+  explore->add_option("--shard", explore_shard, "run only shard I of N: the seeds with (seed - A) % N == I");
+  explore->add_flag("--allow-unsafe", explore_options.allow_unsafe, "accept the unsafe-* shootdown policies");
+  explore->add_option("--max-failures", explore_options.max_failures, "stop handing out seeds after K failing ones (default: never)");
+  explore->add_option("--record", explore_record, "write the first failing seed's schedule record to FILE");
+  explore->add_flag("--quiet", explore_quiet, "no progress on stderr");
+  explore->add_flag("--verbose", explore_verbose, "a line per seed on stdout, in completion order");
 
   std::string inspect_ram, inspect_space, inspect_address, inspect_format = "text";
   CLI::App* inspect = app.add_subcommand("inspect", "walk the page tables in a named RAM (left by run --ram)");
@@ -157,7 +368,7 @@ int main(int argc, char** argv) {
   trace->add_option("--tlb", trace_tlb, "the TLB preset: tiny, skylake (default) or zen2");
   trace->add_flag("--json", trace_json, "print the counts as JSON");
 
-  for (CLI::App* sub : {run, inspect, trace}) sub->set_version_flag("--version", std::string("pagelab ") + PAGELAB_VERSION);
+  for (CLI::App* sub : {run, replay, explore, inspect, trace}) sub->set_version_flag("--version", std::string("pagelab ") + PAGELAB_VERSION);
 
   // CLI11_PARSE would exit with CLI11's own codes (106 for a missing
   // option); every usage error is a 2 here, --help and --version a 0.
@@ -171,7 +382,12 @@ int main(int argc, char** argv) {
   if (run->parsed()) {
     if (run->count("--seed") > 0) options.seed = seed;
     options.deterministic = !parallel;
-    return run_command(path, options, trace_name, cpus, events, addr, ram, strategy);
+    return run_command(path, options, output, strategy, shootdown, record_path);
+  }
+  if (replay->parsed()) return replay_command(replay_file, replay_options, replay_output);
+  if (explore->parsed()) {
+    return explore_command(argv[0], explore_path, explore_options, explore_seeds, explore_strategy, explore_shootdown, explore_shard,
+                           explore->count("--shard") > 0, explore_jobs, explore_quiet, explore_verbose, explore_record);
   }
   return 2;
 }

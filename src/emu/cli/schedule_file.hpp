@@ -1,0 +1,83 @@
+// Recorded schedules: the file `pagelab run SCENARIO --record FILE` (and
+// `pagelab explore --record FILE`, for the first failing seed) writes, and
+// `pagelab replay FILE` reads. It holds the choices the deterministic
+// scheduler made, one per step (RunResult::schedule), and every input that
+// decides the run besides them: the scenario's path and a hash of its text,
+// the seed, the strategy, --shootdown, --allow-unsafe and --keep-spaces. Replaying it
+// through RunOptions::replay gives the same run, trace byte for byte.
+//
+// The format (docs/EMULATOR.md, "Recorded schedules"), line by line:
+//
+//   pagelab-schedule 1                  the format and its version: always first
+//   scenario examples/demo.scenario     the rest of the line, verbatim
+//   scenario-fnv1a64 7c3e...            optional: FNV-1a 64 of the scenario's bytes, 16 hex digits
+//   seed 7
+//   strategy random                     or pct:D
+//   allow-unsafe no                     yes or no
+//   keep-spaces no                      yes or no
+//   shootdown unsafe-no-flush           optional: run's --shootdown (absent: the scenario's own)
+//   cpus 2                              every choice is below this
+//   steps 1234                          how many choices follow
+//   schedule
+//   0*12 1*3 0 1*40 ...                 CPU or CPU*COUNT (COUNT >= 1), any number a line
+//   end
+//
+// Blank lines and lines that start with `#` are ignored everywhere. Each
+// header key appears exactly once (scenario-fnv1a64 and shootdown at most once), in any
+// order, before `schedule`; an unknown key is an error (a record from a newer
+// pagelab fails loudly rather than replaying something else). A file without
+// its `end` line is truncated; one whose entries do not add up to `steps` is
+// corrupt. Errors read `FILE:LINE: error: MESSAGE` (a file that cannot be
+// opened: `FILE: error: ...`).
+//
+// Whether the schedule fits the scenario is not this file's business: the
+// scheduler finds out when the replay asks for a CPU that cannot run, or
+// runs out of choices (the run then fails with exit status 1).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "emu/sched/scheduler.hpp"
+
+namespace pagelab::emu {
+
+struct ScheduleRecord {
+  std::string scenario;                       // the path as `run` was given it
+  std::optional<std::uint64_t> scenario_hash;  // scenario_text_hash() of its text
+  std::uint64_t seed = 1;
+  Strategy strategy;
+  bool allow_unsafe = false;
+  bool keep_spaces = false;
+  // A shootdown policy given on the command line instead of the scenario's
+  // `option shootdown=` (a name of scenario::kShootdownPolicies).
+  std::optional<std::string> shootdown;
+  std::uint32_t cpus = 1;
+  std::vector<std::uint32_t> schedule;
+  // Set by the reader: the line of the `scenario` key, for errors about it.
+  std::uint32_t scenario_line = 0;
+};
+
+// FNV-1a, 64 bits, over the scenario file's bytes: cheap, stable, and enough
+// to notice that a scenario changed after its schedule was recorded.
+std::uint64_t scenario_text_hash(std::string_view text);
+
+// The record as text (the format above). The scenario path must not hold a
+// newline (write_schedule_record refuses one).
+std::string format_schedule_record(const ScheduleRecord& record);
+
+// Writes the record to `path` (replacing it). False, with a message, when the
+// path cannot be written or the scenario path holds a newline.
+bool write_schedule_record(const std::string& path, const ScheduleRecord& record, std::string& error);
+
+// Parses a record; `file` names it in errors. nullopt, with the first error
+// as `FILE:LINE: error: MESSAGE`, for anything the format does not allow.
+std::optional<ScheduleRecord> parse_schedule_record(std::string_view text, const std::string& file, std::string& error);
+
+// Reads and parses the file at `path`.
+std::optional<ScheduleRecord> read_schedule_record(const std::string& path, std::string& error);
+
+}  // namespace pagelab::emu
