@@ -18,6 +18,7 @@
 #include "console/kprintf.hpp"
 #include "console/serial.hpp"
 #include "platform/qemu_exit.hpp"
+#include "scenario/scenario_runner.hpp"
 #include "selftest/selftest.hpp"
 #include "smp/cpu_local.hpp"
 #include "smp/smp.hpp"
@@ -88,9 +89,11 @@ extern "C" [[noreturn]] void kmain(mm::u32 multiboot_magic, mm::u32 multiboot_in
     kprintf("boot: executing ud2 on purpose (fault=opcode)\n");
     asm volatile("ud2");
   }
+  const bool scenarios_passed =
+      options.scenarios_length == 0 || scenario::run_scenarios(options.scenarios, options.scenarios_length);
   if (!options.selftest) {
     kprintf("boot: self-tests off; done at %lu us\n", boot_microseconds());
-    qemu_exit(online == topology.count ? ExitCode::Pass : ExitCode::Fail);
+    qemu_exit(online == topology.count && scenarios_passed ? ExitCode::Pass : ExitCode::Fail);
   }
   const SelfTestSummary summary = run_self_tests();
   const bool all_up = online == topology.count;
@@ -100,5 +103,5 @@ extern "C" [[noreturn]] void kmain(mm::u32 multiboot_magic, mm::u32 multiboot_in
   kprintf("selftest: %u passed, %u failed\n", summary.passed, summary.failed + (all_up ? 0 : 1));
   kprintf("boot: kmain at %lu us, %u CPUs up and self-tests done at %lu us\n", kmain_us, online,
           boot_microseconds());
-  qemu_exit(summary.failed == 0 && all_up ? ExitCode::Pass : ExitCode::Fail);
+  qemu_exit(summary.failed == 0 && all_up && scenarios_passed ? ExitCode::Pass : ExitCode::Fail);
 }

@@ -2,7 +2,7 @@
 //   pagelab run SCENARIO [--seed N] [--trace text|jsonl|chrome|none] [--trace-out FILE]
 //                        [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
 //                        [--parallel] [--strategy random|pct:D] [--shootdown POLICY] [--allow-unsafe]
-//                        [--keep-spaces] [--record FILE]
+//                        [--keep-spaces] [--record FILE] [--outcomes FILE]
 //   pagelab replay FILE [--trace ...] [--trace-out FILE] [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
 //   pagelab explore SCENARIO --seeds A..B [--strategy random|pct:D] [--shootdown POLICY] [--jobs N] [--shard I/N]
 //                            [--allow-unsafe] [--max-failures K] [--record FILE] [--quiet] [--verbose]
@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -329,6 +330,9 @@ int main(int argc, char** argv) {
   run->add_flag("--keep-spaces", options.keep_spaces,
                 "leave the address spaces in RAM at the end, for `pagelab inspect` (skips the leak check)");
   run->add_option("--record", record_path, "write the schedule and options of this run to FILE, for `pagelab replay`");
+  std::string outcomes_path;
+  run->add_option("--outcomes", outcomes_path,
+                  "write each statement's and check's outcome to FILE, one line each (the kernel cross-check's format)");
 
   emu::RunOptions replay_options;
   OutputFlags replay_output;
@@ -382,6 +386,16 @@ int main(int argc, char** argv) {
   if (run->parsed()) {
     if (run->count("--seed") > 0) options.seed = seed;
     options.deterministic = !parallel;
+    std::ofstream outcomes_file;
+    std::mutex outcomes_mutex;
+    if (!outcomes_path.empty()) {
+      outcomes_file.open(outcomes_path);
+      if (!outcomes_file) return fail_usage("--outcomes: cannot write '" + outcomes_path + "'");
+      options.outcomes = [&](const emu::Outcome& outcome) {
+        const std::lock_guard<std::mutex> guard(outcomes_mutex);
+        outcomes_file << emu::format_outcome(outcome) << '\n';
+      };
+    }
     return run_command(path, options, output, strategy, shootdown, record_path);
   }
   if (replay->parsed()) return replay_command(replay_file, replay_options, replay_output);

@@ -106,6 +106,14 @@ bool parse_boot_options(const char* cmdline, BootOptions& options) {
       } else if (starts_with(rest, "opcode", &tail) && at_word_end(tail)) {
         options.fault = InjectedFault::InvalidOpcode, s = tail, ok = true;
       }
+    } else if (starts_with(s, "scenarios=", &rest)) {
+      const char* end = rest;
+      while (!at_word_end(end)) ++end;
+      const auto length = static_cast<mm::usize>(end - rest);
+      if (length != 0 && length < sizeof(options.scenarios)) {
+        __builtin_memcpy(options.scenarios, rest, length);
+        options.scenarios_length = length, s = end, ok = true;
+      }
     } else if (starts_with(s, "shootdown=", &rest)) {
       for (const mm::ShootdownPolicy policy : kShootdownPolicies) {
         const char* tail = nullptr;
@@ -130,8 +138,8 @@ bool parse_boot_options(const char* cmdline, BootOptions& options) {
       mm::usize length = 0;
       while (word[length] && word[length] != ' ') ++length;
       kprintf("boot: bad command-line word '%.*s' at column %lu: expected pmm=buddy|bitmap|stack, "
-              "reserve=SIZE, memmap=SIZE@ADDR, memmap=SIZE$ADDR, selftest=off, fault=page|opcode "
-              "or shootdown=POLICY\n",
+              "reserve=SIZE, memmap=SIZE@ADDR, memmap=SIZE$ADDR, selftest=off, fault=page|opcode, "
+              "shootdown=POLICY or scenarios=all|NAME[,NAME...]\n",
               static_cast<int>(length), word, static_cast<mm::u64>(word - cmdline) + 1);
       return false;
     }

@@ -8,6 +8,9 @@
 //   selftest=off             boot, print the map, and stop without tests
 //   fault=page|opcode        after boot, take that exception on purpose (to
 //                            test that exceptions are reported, not hung on)
+//   scenarios=all|NAME[,NAME...]
+//                            run the bundled scenarios (all, or those named by
+//                            file stem) on the real CPUs (scenario/scenario_runner.hpp)
 //   shootdown=POLICY         how TLB shootdowns are done (mm::ShootdownPolicy):
 //                            batched (the default), broadcast, or one of the
 //                            unsafe-... policies that leave stale
@@ -30,6 +33,9 @@ struct BootOptions {
   bool selftest = true;
   InjectedFault fault = InjectedFault::None;
   mm::ShootdownPolicy shootdown = mm::ShootdownPolicy::Batched;
+  // scenarios=, copied: the command line's memory is not kept from the allocator.
+  char scenarios[256] = {};
+  mm::usize scenarios_length = 0;  // 0: no scenarios= given
   mm::MemoryRange extra_ranges[8];
   mm::usize extra_count = 0;
 };

@@ -88,6 +88,8 @@ void on_shootdown_ipi(InterruptFrame&) {
 
 }  // namespace
 
+void user_page_fault(InterruptFrame& frame) { on_page_fault(frame); }
+
 bool vm_init(mm::ShootdownPolicy policy) {
   auto* kernel_tables = new (kernel_tables_storage) mm::PageTables<KernelPlatform>(kernel_platform, *kernel_memory.pmm);
   kernel_tables->adopt(mm::PhysAddr(x86::read_cr3() & mm::pte::kAddressMask));

@@ -57,6 +57,12 @@ inline constexpr mm::u64 kUserCodeBase = 0x400000;      // one page, r-x
 inline constexpr mm::u64 kUserStackTop = 0x7FFF0000;
 inline constexpr mm::u64 kUserStackSize = 4 * 4096;     // with a guard page below
 
+// The #PF handler vm_init installs. scenario/real_access.cpp puts its own
+// in front while scenarios run and hands it every fault that is not a
+// scenario access.
+struct InterruptFrame;
+void user_page_fault(InterruptFrame& frame);
+
 // Maps the test program and a stack into a fresh space.
 mm::Status prepare_test_process(KernelSpace& space);
 
