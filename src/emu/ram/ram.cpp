@@ -80,8 +80,10 @@ std::unique_ptr<Ram> Ram::create(const RamSpec& spec, std::uint64_t bytes, std::
     error = "cannot create RAM " + spec.describe() + ": " + e.what();
     return nullptr;
   }
+  // Every kind is a fresh object (anonymous, a shm object just created, a
+  // file just truncated): the OS hands it over zeroed, page by page as it is
+  // touched. Clearing it here would touch every page of RAM for nothing.
   auto* base = static_cast<std::byte*>(mapping->region.get_address());
-  std::memset(base, 0, total);
   RamHeader& header = *reinterpret_cast<RamHeader*>(base);
   std::memcpy(header.magic, RamHeader::kMagic, sizeof(header.magic));
   header.ram_bytes = bytes;
