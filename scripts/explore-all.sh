@@ -13,7 +13,8 @@
 #   1. the bug:  pagelab explore FILE --seeds 1..UNSAFE_SEEDS OPTIONS --allow-unsafe --max-failures 1
 #                must exit 1: some seed fails (an oracle violation, or an
 #                expectation the stale translation breaks);
-#   2. the fix:  pagelab explore FILE --seeds 1..SAFE_SEEDS  (the file as written, its own policy)
+#   2. the fix:  pagelab explore FILE --seeds 1..SAFE_SEEDS OPTIONS-without---shootdown
+#                (the file's own, correct policy, explored the same way)
 #                must exit 0: every seed holds.
 #
 # A file without an `# explore:` line gets only the second sweep. Defaults:
@@ -89,7 +90,10 @@ for file in "${files[@]}"; do
     sweep bug 1 "$file" --seeds "1..$unsafe_seeds" $options --allow-unsafe --max-failures 1
   fi
   if [ "$safe_seeds" -gt 0 ]; then
-    sweep fix 0 "$file" --seeds "1..$safe_seeds"
+    # The same exploration (strategy and all) without the unsafe policy.
+    fix_options=$(sed -E 's/--shootdown[[:space:]]+[a-z-]+//' <<<"$options")
+    # shellcheck disable=SC2086
+    sweep fix 0 "$file" --seeds "1..$safe_seeds" $fix_options
   fi
 done
 
