@@ -60,6 +60,24 @@ case $case in
     expect 1 "$pagelab" replay "$work/r" --trace-out "$work/b"
     cmp -s "$work/a" "$work/b" || die "the failing run's replay gave another trace"
     cmp -s "$work/e1" "$work/err" || die "the failing run's replay gave another report"
+    # An oracle violation found by explore replays exactly from its record:
+    # the same invariant, CPU, step and trace.
+    for race_file in concurrent_unmaps:pct:3:unsafe-flush-after-unlock pcid_reuse_after_switch:random:unsafe-active-only; do
+      IFS=: read -r name strat depth policy <<<"$race_file"
+      [ "$strat" = pct ] && strat="pct:$depth" || policy=$depth
+      file=$source/examples/races/$name.scenario
+      expect 1 "$pagelab" explore "$file" --seeds 1..200 --strategy "$strat" --shootdown "$policy" --allow-unsafe \
+        --max-failures 1 --record "$work/v" --quiet
+      has "$work/out" 'oracle: O[1-4] violated'
+      expect 1 "$pagelab" replay "$work/v" --trace-out "$work/a"; cp "$work/err" "$work/e1"
+      has "$work/e1" 'oracle: O[1-4] violated'
+      expect 1 "$pagelab" replay "$work/v" --trace-out "$work/b"
+      cmp -s "$work/a" "$work/b" || die "two replays of the $name violation gave other traces"
+      cmp -s "$work/e1" "$work/err" || die "two replays of the $name violation gave other reports"
+      grep -E 'oracle' "$work/out" | head -1 | sed -E 's/^[^:]*FAIL: [^ ]+ //' >"$work/found"
+      [ -s "$work/found" ] || die "explore printed no oracle report for $name"
+      grep -qF "$(cat "$work/found")" "$work/e1" || die "the replay of $name reports another violation than explore found"
+    done
     # The record names the scenario as given; a copy of both elsewhere still replays.
     (cd "$source" && "$pagelab" run test/data/explore_race.scenario --seed "$seed" --trace none --record "$work/rel" >/dev/null 2>&1)
     mkdir -p "$work/elsewhere/test/data" && cp "$race" "$work/elsewhere/test/data/" && cp "$work/rel" "$work/elsewhere/"
