@@ -69,12 +69,12 @@ case $case in
       expect 1 "$pagelab" explore "$file" --seeds 1..200 --strategy "$strat" --shootdown "$policy" --allow-unsafe \
         --max-failures 1 --record "$work/v" --quiet
       has "$work/out" 'oracle: O[1-4] violated'
+      grep -E 'oracle' "$work/out" | head -1 | sed -E 's/.*FAIL: [^ ]+ //' >"$work/found"
       expect 1 "$pagelab" replay "$work/v" --trace-out "$work/a"; cp "$work/err" "$work/e1"
       has "$work/e1" 'oracle: O[1-4] violated'
       expect 1 "$pagelab" replay "$work/v" --trace-out "$work/b"
       cmp -s "$work/a" "$work/b" || die "two replays of the $name violation gave other traces"
       cmp -s "$work/e1" "$work/err" || die "two replays of the $name violation gave other reports"
-      grep -E 'oracle' "$work/out" | head -1 | sed -E 's/^[^:]*FAIL: [^ ]+ //' >"$work/found"
       [ -s "$work/found" ] || die "explore printed no oracle report for $name"
       grep -qF "$(cat "$work/found")" "$work/e1" || die "the replay of $name reports another violation than explore found"
     done
