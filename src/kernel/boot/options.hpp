@@ -34,7 +34,7 @@ struct BootOptions {
   InjectedFault fault = InjectedFault::None;
   mm::ShootdownPolicy shootdown = mm::ShootdownPolicy::Batched;
   // scenarios=, copied: the command line's memory is not kept from the allocator.
-  char scenarios[256] = {};
+  char scenarios[512] = {};
   mm::usize scenarios_length = 0;  // 0: no scenarios= given
   mm::MemoryRange extra_ranges[8];
   mm::usize extra_count = 0;

@@ -323,9 +323,11 @@ void print_records(const CompiledScenario& s, mm::u32 slot) {
               r.failed ? expected_text(*r.op, buffer) : "", r.failed ? ")" : "");
     }
   }
-  if (st.overflow) {
-    kprintf("scenario %s: %s%u: FAIL: more than %u distinct outcomes; the rest were not recorded\n", s.name,
-            slot == kSetupSlot ? "setup" : "cpu ", slot == kSetupSlot ? 0 : slot, kMaxRecords);
+  if (st.overflow && slot == kSetupSlot) {
+    kprintf("scenario %s: setup: FAIL: more than %u distinct outcomes; the rest were not recorded\n", s.name, kMaxRecords);
+  } else if (st.overflow) {
+    kprintf("scenario %s: cpu %u: FAIL: more than %u distinct outcomes; the rest were not recorded\n", s.name, slot,
+            kMaxRecords);
   }
 }
 
