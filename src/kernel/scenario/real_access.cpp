@@ -83,9 +83,12 @@ bool route_to_core(Probe& probe, const InterruptFrame& frame, mm::u64 address) {
   return mm::resolved(outcome) && probe.faults < kMaxFaultsPerAccess;
 }
 
-// Is this fault of an exec probe the instruction fetch at the target (then
-// it is the access's), or a data access of the instruction that ran?
+// Is this fault of an exec probe the instruction fetch from the target's
+// page (then it is the access's), or something after it: a data access of
+// the instruction, or the fetch of its tail from the next page (the
+// emulator's exec fetches from the target's page alone)?
 bool is_fetch_fault(const Probe& probe, const InterruptFrame& frame, mm::u64 address) {
+  if ((address >> mm::kPageShift) != (probe.target >> mm::kPageShift)) return false;
   if (nx_enabled) {
     return (frame.error_code & kPfFetch) != 0;  // I/D is reported only with EFER.NXE (or SMEP)
   }

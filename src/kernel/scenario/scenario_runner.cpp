@@ -440,7 +440,9 @@ mm::FrameCount free_frames() {
   return kernel_memory.pmm->stats().free;
 }
 
-bool allocate_window(Run& run) {
+// The device window of a scenario with phys= mappings: a zeroed run. False
+// (with the reason) when the boot's allocator has none to give.
+bool allocate_window(Run& run, const char*& why, mm::Status& status) {
   const CompiledScenario& s = *run.s;
   if (s.device_window_bytes == 0) return true;
   mm::FrameCount frames = 1;
@@ -448,8 +450,8 @@ bool allocate_window(Run& run) {
   const mm::Result<mm::PhysAddr> at = kernel_memory.pmm->allocate_run(
       mm::FrameRequest{.count = frames, .alignment = 512, .owner = mm::FrameOwner::Kernel}, mm::AllocFlags::Zero);
   if (!at.ok()) {
-    kprintf("scenario %s: FAIL: no %lu KiB for the device window of its phys= mappings: %s\n", s.name,
-            frames * mm::kPageSize / 1024, mm::errno_name(at.status()));
+    why = "no contiguous run for the device window of its phys= mappings";
+    status = at.status();
     return false;
   }
   run.window = at.value();
@@ -457,8 +459,19 @@ bool allocate_window(Run& run) {
   return true;
 }
 
-// One scenario, start to verdict. True when it passed.
-bool run_one(const CompiledScenario& s) {
+enum class Verdict : mm::u8 { Pass, Fail, Skip };
+
+// One scenario, start to verdict.
+Verdict run_one(const CompiledScenario& s) {
+  Run run;
+  run.s = &s;
+  const char* why = nullptr;
+  mm::Status status = mm::Status::Ok;
+  if (!allocate_window(run, why, status)) {
+    kprintf("scenario %s: SKIPPED (%s: %s; the boot's allocator is %s)\n", s.name, why, mm::errno_name(status),
+            kernel_memory.allocator->name());
+    return Verdict::Skip;
+  }
   kprintf("scenario %s: begin (%s, %u CPU%s)\n", s.name, s.file, s.cpus, s.cpus == 1 ? "" : "s");
   for (mm::u32 i = 0; i < s.note_count; ++i) kprintf("scenario %s: note: %s\n", s.name, s.notes[i]);
   const mm::u64 start = boot_microseconds();
@@ -474,9 +487,6 @@ bool run_one(const CompiledScenario& s) {
     b.arrived.store(0, mm::MemoryOrder::Relaxed);
     b.generation.store(0, mm::MemoryOrder::Relaxed);
   }
-  Run run;
-  run.s = &s;
-  if (!allocate_window(run)) return false;
   const mm::FrameCount free_before = free_frames();
   const mm::u64 shootdowns_before = kernel_vm().coherence().stats().shootdowns;
 
@@ -523,7 +533,7 @@ bool run_one(const CompiledScenario& s) {
     }
   }
   kprintf("scenario %s: %s (%lu us)\n", s.name, passed ? "PASS" : "FAIL", boot_microseconds() - start);
-  return passed;
+  return passed ? Verdict::Pass : Verdict::Fail;
 }
 
 bool name_is(const char* name, const char* word, mm::usize length) {
@@ -584,7 +594,8 @@ bool run_scenarios(const char* selection, mm::usize length) {
               smp_cpu_count(), s.cpus);
       ++skipped;
     } else {
-      ++(run_one(s) ? passed : failed);
+      const Verdict verdict = run_one(s);
+      ++(verdict == Verdict::Pass ? passed : verdict == Verdict::Fail ? failed : skipped);
     }
   }
   real_access_end();
