@@ -191,6 +191,7 @@ ExploreResult explore(const scenario::Scenario& scenario, const ExploreOptions& 
       run.seed = options.shard.seed(options.seeds, k);
       run.strategy = options.strategy;
       run.shootdown = options.shootdown;
+      run.inject = options.inject;
       run.allow_unsafe = options.allow_unsafe;
       run.trace = false;
       if (hooks.running) hooks.running(index, run.seed);
@@ -288,7 +289,8 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
   const std::uint64_t planned = options.shard.size(options.seeds);
   std::string shard_text;
   if (options.shard.count > 1) shard_text = fmt::format(", shard {}/{}", options.shard.index, options.shard.count);
-  const std::string policy = options.shootdown ? fmt::format(", shootdown {}", mm::shootdown_policy_name(*options.shootdown)) : "";
+  std::string policy = options.shootdown ? fmt::format(", shootdown {}", mm::shootdown_policy_name(*options.shootdown)) : "";
+  if (!options.inject.empty()) policy += ", inject " + options.inject.text();
   std::printf("explore: %s, seeds %llu..%llu%s (%llu to run), strategy %s%s, %u jobs\n", command.scenario_path.c_str(),
               static_cast<unsigned long long>(options.seeds.first), static_cast<unsigned long long>(options.seeds.last),
               shard_text.c_str(), static_cast<unsigned long long>(planned), options.strategy.name().c_str(), policy.c_str(),
@@ -299,6 +301,7 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
   const std::string reproduce_before = fmt::format("{} run {}", shell_quote(command.program), shell_quote(command.scenario_path));
   std::string reproduce_after = " --strategy " + options.strategy.name();
   if (options.shootdown) reproduce_after += fmt::format(" --shootdown {}", mm::shootdown_policy_name(*options.shootdown));
+  if (!options.inject.empty()) reproduce_after += " --inject " + options.inject.text();
   if (options.allow_unsafe) reproduce_after += " --allow-unsafe";
 
   bool progress_shown = false;
@@ -379,6 +382,7 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
     record.strategy = options.strategy;
     record.allow_unsafe = options.allow_unsafe;
     if (options.shootdown) record.shootdown = std::string(mm::shootdown_policy_name(*options.shootdown));
+    if (!options.inject.empty()) record.inject = options.inject.text();
     record.cpus = scenario.machine.cpus;
     record.schedule = result.first_schedule;
     std::string error;

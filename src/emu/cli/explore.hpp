@@ -38,6 +38,7 @@
 #include <string_view>
 #include <vector>
 
+#include "emu/machine/fault_injection.hpp"
 #include "emu/scenario/ast.hpp"
 #include "emu/sched/scheduler.hpp"
 #include "mm/paging/shootdown_policy.hpp"
@@ -72,6 +73,7 @@ struct ExploreOptions {
   Shard shard;
   Strategy strategy;
   std::optional<mm::ShootdownPolicy> shootdown;  // wins over the scenario's (RunOptions::shootdown)
+  InjectionSpec inject;                          // --inject, for every seed (RunOptions::inject)
   bool allow_unsafe = false;
   unsigned jobs = 1;
   std::uint64_t max_failures = 0;  // stop handing out seeds after this many failures; 0: never

@@ -2,10 +2,10 @@
 //   pagelab run SCENARIO [--seed N] [--trace text|jsonl|chrome|none] [--trace-out FILE]
 //                        [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
 //                        [--parallel] [--strategy random|pct:D] [--shootdown POLICY] [--allow-unsafe]
-//                        [--keep-spaces] [--record FILE] [--outcomes FILE]
+//                        [--keep-spaces] [--record FILE] [--outcomes FILE] [--inject SPEC]...
 //   pagelab replay FILE [--trace ...] [--trace-out FILE] [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
 //   pagelab explore SCENARIO --seeds A..B [--strategy random|pct:D] [--shootdown POLICY] [--jobs N] [--shard I/N]
-//                            [--allow-unsafe] [--max-failures K] [--record FILE] [--quiet] [--verbose]
+//                            [--allow-unsafe] [--max-failures K] [--record FILE] [--quiet] [--verbose] [--inject SPEC]...
 //   pagelab inspect --ram SPEC [--space NAME] [--address VA] [--format text|dot]
 //   pagelab trace FILE [--tlb tiny|skylake|zen2] [--json]
 // Exit status: 0 when the scenario held, 1 when it did not, 2 for bad input.
@@ -192,6 +192,7 @@ int run_and_report(const scenario::Scenario& scenario, const emu::RunOptions& op
     record.allow_unsafe = options.allow_unsafe;
     record.keep_spaces = options.keep_spaces;
     if (options.shootdown) record.shootdown = std::string(mm::shootdown_policy_name(*options.shootdown));
+    if (!options.inject.empty()) record.inject = options.inject.text();
     record.cpus = scenario.machine.cpus;
     record.schedule = result.schedule;
     std::string error;
@@ -259,6 +260,8 @@ int replay_command(const std::string& file, const emu::RunOptions& base, const O
   options.strategy = record->strategy;
   options.allow_unsafe = record->allow_unsafe;
   options.keep_spaces = record->keep_spaces;
+  options.inject = {};
+  if (record->inject && !emu::add_injection(*record->inject, options.inject, error)) return fail_usage(error);
   options.deterministic = true;
   options.replay = record->schedule;
   const emu::RunResult result = emu::run_scenario(*parsed, options);
@@ -330,6 +333,12 @@ int main(int argc, char** argv) {
   run->add_flag("--keep-spaces", options.keep_spaces,
                 "leave the address spaces in RAM at the end, for `pagelab inspect` (skips the leak check)");
   run->add_option("--record", record_path, "write the schedule and options of this run to FILE, for `pagelab replay`");
+  std::vector<std::string> inject_args;
+  run->add_option("--inject", inject_args,
+                  "inject a fault (repeatable): alloc-fail@N, ipi-delay:K, spec-fill:P, evict:P (docs/EMULATOR.md)")
+      ->take_all()
+      ->expected(1)
+      ->allow_extra_args(false);
   std::string outcomes_path;
   run->add_option("--outcomes", outcomes_path,
                   "write each statement's and check's outcome to FILE, one line each (the kernel cross-check's format)");
@@ -350,6 +359,11 @@ int main(int argc, char** argv) {
   explore->add_option("--seeds", explore_seeds, "the seeds, A..B inclusive (or one seed N)")->required();
   explore->add_option("--strategy", explore_strategy, "random (default) or pct:D");
   explore->add_option("--shootdown", explore_shootdown, "the shootdown policy, instead of the scenario's `option shootdown=`");
+  std::vector<std::string> explore_inject;
+  explore->add_option("--inject", explore_inject, "inject a fault into every seed's run (repeatable; as for run)")
+      ->take_all()
+      ->expected(1)
+      ->allow_extra_args(false);
   explore->add_option("--jobs", explore_jobs, "worker threads (default: the number of host CPUs)");
   explore->add_option("--shard", explore_shard, "run only shard I of N: the seeds with (seed - A) % N == I");
   explore->add_flag("--allow-unsafe", explore_options.allow_unsafe, "accept the unsafe-* shootdown policies");
@@ -386,6 +400,10 @@ int main(int argc, char** argv) {
   if (run->parsed()) {
     if (run->count("--seed") > 0) options.seed = seed;
     options.deterministic = !parallel;
+    for (const std::string& argument : inject_args) {
+      std::string error;
+      if (!emu::add_injection(argument, options.inject, error)) return fail_usage(error);
+    }
     std::ofstream outcomes_file;
     std::mutex outcomes_mutex;
     if (!outcomes_path.empty()) {
@@ -400,6 +418,10 @@ int main(int argc, char** argv) {
   }
   if (replay->parsed()) return replay_command(replay_file, replay_options, replay_output);
   if (explore->parsed()) {
+    for (const std::string& argument : explore_inject) {
+      std::string error;
+      if (!emu::add_injection(argument, explore_options.inject, error)) return fail_usage(error);
+    }
     return explore_command(argv[0], explore_path, explore_options, explore_seeds, explore_strategy, explore_shootdown, explore_shard,
                            explore->count("--shard") > 0, explore_jobs, explore_quiet, explore_verbose, explore_record);
   }

@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include "emu/machine/fault_injection.hpp"
 #include "emu/scenario/ast.hpp"
 
 namespace pagelab::emu {
@@ -109,12 +110,12 @@ class Reader {
     const std::string key(text.substr(0, space));
     const std::string_view value = space == std::string_view::npos ? std::string_view{} : trim(text.substr(space));
     static const char* const kKeys[] = {"scenario", "scenario-fnv1a64", "seed",  "strategy", "allow-unsafe",
-                                        "keep-spaces", "shootdown", "cpus", "steps"};
+                                        "keep-spaces", "shootdown", "inject", "cpus", "steps"};
     bool known = false;
     for (const char* k : kKeys) known = known || key == k;
     if (!known) {
       fail(number, fmt::format("unknown key '{}' (expected scenario, scenario-fnv1a64, seed, strategy, allow-unsafe, "
-                               "keep-spaces, shootdown, cpus, steps or schedule)", key));
+                               "keep-spaces, shootdown, inject, cpus, steps or schedule)", key));
       return false;
     }
     if (seen_.count(key) != 0) {
@@ -152,6 +153,11 @@ class Reader {
       for (const auto& entry : scenario::kShootdownPolicies) known_policy = known_policy || entry.name == value;
       if (!known_policy) return bad_value(number, key, value, "a shootdown policy (docs/SCENARIOS.md)");
       record_.shootdown = std::string(value);
+    } else if (key == "inject") {
+      InjectionSpec spec;
+      std::string why;
+      if (!add_injection(value, spec, why)) return bad_value(number, key, value, "fault injections (docs/EMULATOR.md): " + why);
+      record_.inject = spec.text();
     } else if (key == "cpus") {
       if (!parse_decimal(value, n) || n == 0 || n > 64) return bad_value(number, key, value, "a number from 1 to 64");
       record_.cpus = static_cast<std::uint32_t>(n);
@@ -248,6 +254,7 @@ std::string format_schedule_record(const ScheduleRecord& record) {
   out += fmt::format("allow-unsafe {}\n", record.allow_unsafe ? "yes" : "no");
   out += fmt::format("keep-spaces {}\n", record.keep_spaces ? "yes" : "no");
   if (record.shootdown) out += fmt::format("shootdown {}\n", *record.shootdown);
+  if (record.inject) out += fmt::format("inject {}\n", *record.inject);
   out += fmt::format("cpus {}\n", record.cpus);
   out += fmt::format("steps {}\n", record.schedule.size());
   out += "schedule\n";

@@ -3,7 +3,7 @@
 // `pagelab replay FILE` reads. It holds the choices the deterministic
 // scheduler made, one per step (RunResult::schedule), and every input that
 // decides the run besides them: the scenario's path and a hash of its text,
-// the seed, the strategy, --shootdown, --allow-unsafe and --keep-spaces. Replaying it
+// the seed, the strategy, --shootdown, --inject, --allow-unsafe and --keep-spaces. Replaying it
 // through RunOptions::replay gives the same run, trace byte for byte.
 //
 // The format (docs/EMULATOR.md, "Recorded schedules"), line by line:
@@ -16,6 +16,7 @@
 //   allow-unsafe no                     yes or no
 //   keep-spaces no                      yes or no
 //   shootdown unsafe-no-flush           optional: run's --shootdown (absent: the scenario's own)
+//   inject ipi-delay:2,evict:0.1        optional: run's --inject, comma-separated (absent: none)
 //   cpus 2                              every choice is below this
 //   steps 1234                          how many choices follow
 //   schedule
@@ -23,7 +24,7 @@
 //   end
 //
 // Blank lines and lines that start with `#` are ignored everywhere. Each
-// header key appears exactly once (scenario-fnv1a64 and shootdown at most once), in any
+// header key appears exactly once (scenario-fnv1a64, shootdown and inject at most once), in any
 // order, before `schedule`; an unknown key is an error (a record from a newer
 // pagelab fails loudly rather than replaying something else). A file without
 // its `end` line is truncated; one whose entries do not add up to `steps` is
@@ -55,6 +56,8 @@ struct ScheduleRecord {
   // A shootdown policy given on the command line instead of the scenario's
   // `option shootdown=` (a name of scenario::kShootdownPolicies).
   std::optional<std::string> shootdown;
+  // The run's --inject (InjectionSpec::text(): the specs, comma-separated).
+  std::optional<std::string> inject;
   std::uint32_t cpus = 1;
   std::vector<std::uint32_t> schedule;
   // Set by the reader: the line of the `scenario` key, for errors about it.

@@ -15,6 +15,11 @@ void EmuSpinLock::lock() {
       if (machine->scheduler().deadlocked()) {
         MM_PANIC("deadlock: every CPU is waiting, this one on a lock", cpu_context.cpu);
       }
+    } else if (machine) {
+      // Parallel mode: the holder runs on its own thread; interrupts are
+      // still taken, or a holder waiting for this CPU's acknowledgement
+      // would wait forever.
+      machine->take_interrupts();
     }
   }
   ++cpu_context.locks_held;

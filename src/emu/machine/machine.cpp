@@ -98,6 +98,7 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
   pmm_config.observer.notify = [](void* context, bool allocated, mm::PhysAddr first, mm::FrameCount count,
                                   mm::FrameOwner owner) {
     auto* machine = static_cast<Machine*>(context);
+    machine->injector().frames_changed(allocated, count);
     machine->point();
     machine->emit(allocated ? EventKind::FrameAlloc : EventKind::FrameFree, first.value(), count, 0, 0,
                   allocated ? mm::frame_owner_name(owner) : "");
@@ -109,6 +110,8 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
       }
     }
   };
+  m->injector_ = std::make_unique<FaultInjector>(*m, config.inject, config.schedule.seed, config.cpus);
+  pmm_config.fail_hook = m->injector_->fail_hook();
   m->memory_ = std::make_unique<EmuMemory>(m->platform_, *m->table_, *m->allocator_, pmm_config);
   if (config.schedule.deterministic) m->oracle_ = std::make_unique<Oracle>(*m, frames);
   m->vm_ = std::make_unique<EmuVm>(m->platform_, *m->memory_,
@@ -128,6 +131,7 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
     error = "no memory for the zero frame";
     return nullptr;
   }
+  m->injector_->start_counting();  // alloc-fail@N counts from here
   return m;
 }
 
@@ -207,6 +211,7 @@ void Machine::cpu_offline() {
 void Machine::take_interrupts() {
   EmuCpu& cpu = current();
   if (cpu_context.locks_held != 0 || !cpu.ipi_pending.load(std::memory_order_acquire)) return;
+  if (injector_->hold_interrupt(cpu)) return;  // --inject ipi-delay:K
   cpu.ipi_pending.store(false, std::memory_order_release);
   emit(EventKind::IpiReceive);
   vm_->coherence().handle_ipi();
@@ -226,6 +231,7 @@ void Machine::operation_returned(const char* operation, const std::string& name)
 AccessOutcome Machine::access(mm::VirtAddr address, hw::AccessKind kind, std::uint64_t value) {
   EmuCpu& cpu = current();
   take_interrupts();  // an access boundary
+  injector_->at_access_boundary(cpu);  // --inject evict:P, spec-fill:P
   EmuSpace* space = cpu.space.empty() ? nullptr : this->space(cpu.space);
   if (space == nullptr) return AccessOutcome{AccessOutcome::Kind::NoSpace};
   const hw::Access hw_access{kind, cpu.mode == mm::AccessMode::User ? hw::Mode::User : hw::Mode::Supervisor};

@@ -22,6 +22,7 @@
 #include "emu/hw/page_walk.hpp"
 #include "emu/hw/tlb.hpp"
 #include "emu/machine/emu_platform.hpp"
+#include "emu/machine/fault_injection.hpp"
 #include "emu/machine/oracle.hpp"
 #include "emu/ram/ram.hpp"
 #include "emu/sched/scheduler.hpp"
@@ -56,6 +57,7 @@ struct MachineConfig {
   mm::ShootdownPolicy shootdown = mm::ShootdownPolicy::Batched;
   RamSpec ram;
   Scheduler::Options schedule;
+  InjectionSpec inject;  // --inject (fault_injection.hpp), seeded with schedule.seed
 };
 
 using EmuSpace = mm::AddressSpace<EmuPlatform>;
@@ -131,6 +133,7 @@ class Machine {
   Trace& trace() { return trace_; }
   EmuMemory& memory() { return *memory_; }
   EmuVm& vm() { return *vm_; }
+  FaultInjector& injector() { return *injector_; }
   const MachineConfig& config() const { return config_; }
   std::uint64_t free_frames();  // caches drained
   std::uint64_t ipis_sent() const { return ipis_sent_.load(std::memory_order_relaxed); }
@@ -156,6 +159,7 @@ class Machine {
   mm::FrameAllocator* allocator_ = nullptr;
   std::unique_ptr<EmuMemory> memory_;
   std::unique_ptr<EmuVm> vm_;
+  std::unique_ptr<FaultInjector> injector_;  // always there: it counts allocations even with nothing to inject
   std::vector<std::unique_ptr<EmuCpu>> cpus_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Oracle> oracle_;

@@ -41,7 +41,8 @@ std::string status_text(mm::Status status) { return mm::errno_name(status); }
 
 class Run {
  public:
-  Run(const scenario::Scenario& scenario, Machine& machine) : scenario_(scenario), machine_(machine) {
+  Run(const scenario::Scenario& scenario, Machine& machine)
+      : scenario_(scenario), machine_(machine), audit_(machine, !machine.config().inject.alloc_fail.empty()) {
     for (const auto& program : scenario.programs) {
       std::map<std::string, std::uint32_t> named;
       count_barriers(program.body, named);
@@ -58,7 +59,17 @@ class Run {
     for (const Statement& s : body) {
       if (failed()) return false;
       machine_.take_interrupts();  // between two instructions
+      // --inject alloc-fail: a statement that fails must leave nothing half-done.
+      const bool audited = audit_.enabled() && (in_setup || scenario_.machine.cpus == 1);
+      if (audited) audit_.before(s);
+      statement_failed_[cpu_context.cpu] = false;
       const bool held = execute(s);
+      if (audited) {
+        if (const std::optional<std::string> problem = audit_.after(s, statement_failed_[cpu_context.cpu] != 0)) {
+          fail(s.where, *problem, {}, /*add=*/true);  // after the statement's own failure, if any
+          return false;
+        }
+      }
       if (const std::optional<Violation> v = machine_.violation()) {
         // The CPU whose step broke an invariant reports it, at its statement.
         if (v->cpu == cpu_context.cpu) fail(s.where, "oracle: " + v->invariant + " violated: " + v->message, v->step);
@@ -69,8 +80,12 @@ class Run {
     return true;
   }
 
-  void fail(const scenario::SourceLocation& where, std::string message, std::optional<std::uint64_t> step = {}) {
+  // The first failure stops the run; later ones are dropped, unless `add`
+  // (they are then appended to its message).
+  void fail(const scenario::SourceLocation& where, std::string message, std::optional<std::uint64_t> step = {},
+            bool add = false) {
     std::lock_guard<std::mutex> guard(mutex_);
+    if (failure_ && add) failure_->message += "; and " + message;
     if (failure_) return;
     failure_ = Failure{where, std::move(message), cpu_context.cpu, step.value_or(machine_.scheduler().steps())};
     machine_.scheduler().stop();
@@ -154,6 +169,7 @@ class Run {
   }
 
   bool expect_status(const Statement& s, mm::Status status) {
+    statement_failed_[cpu_context.cpu] = status != mm::Status::Ok;
     const Expectation& e = s.expect;
     const bool holds = e.kind == OutcomeKind::Any || (e.kind == OutcomeKind::Ok && status == mm::Status::Ok) ||
                        (e.kind == OutcomeKind::Error && status == e.error);
@@ -169,6 +185,7 @@ class Run {
   bool expect_access(const Statement& s, const AccessOutcome& outcome, mm::VirtAddr address) {
     const Expectation& e = s.expect;
     const bool segv = outcome.kind != AccessOutcome::Kind::Ok;
+    statement_failed_[cpu_context.cpu] = segv;
     std::string problem;
     if (outcome.kind == AccessOutcome::Kind::NoSpace) {
       problem = "this CPU has no address space yet (`use` one first)";
@@ -232,6 +249,9 @@ class Run {
   std::mutex mutex_;
   std::map<std::string, Barrier> barriers_;
   std::optional<Failure> failure_;
+  OperationAudit audit_;
+  // By CPU: did the statement it just ran fail (an error, a segv)? (For the audit.)
+  std::uint8_t statement_failed_[mm::kMaxCpus] = {};
 };
 
 AllocatorKind allocator_of(const scenario::Options& options) {
@@ -369,6 +389,7 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   config.schedule.seed = result.seed;
   config.schedule.strategy = options.strategy;
   config.schedule.replay = options.replay;
+  config.inject = options.inject;
   std::unique_ptr<Machine> machine = Machine::create(config, *trace, error);
   if (!machine) {
     result.exit_code = 2;
@@ -409,9 +430,16 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   if (options.replay && machine->scheduler().replay_diverged() && !run.failed()) {
     run.fail(s.machine.where, "the recorded schedule does not fit this run (another scenario, or other options?)");
   }
+  result.allocations = machine->injector().allocations();
+  const bool audit_leaks = !options.inject.alloc_fail.empty() && !options.keep_spaces;
   if (const std::optional<Failure> failure = run.failure()) {
     result.exit_code = 1;
     result.report = report_failure(s, *machine, *failure, result.seed);
+    if (audit_leaks) {
+      if (const std::optional<std::string> leaked = audit_after_run(*machine, free_at_start)) {
+        result.report += fmt::format("FAIL: {}: {}\n", s.file, *leaked);
+      }
+    }
     trace->finish();
     return result;
   }
@@ -421,6 +449,14 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
     result.report = *problem + fmt::format("  seed {}, {} steps\n", result.seed, result.steps);
     trace->finish();
     return result;
+  }
+  if (audit_leaks) {
+    if (const std::optional<std::string> leaked = audit_after_run(*machine, free_at_start)) {
+      result.exit_code = 1;
+      result.report = fmt::format("FAIL: {}: {}\n  seed {}, {} steps\n", s.file, *leaked, result.seed, result.steps);
+      trace->finish();
+      return result;
+    }
   }
   std::uint64_t faults = 0;
   for (std::uint32_t cpu = 0; cpu < machine->cpu_count(); ++cpu) faults += machine->cpu(cpu).faults;

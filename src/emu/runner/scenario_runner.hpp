@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "emu/machine/fault_injection.hpp"
 #include "emu/ram/ram.hpp"
 #include "emu/runner/outcome.hpp"
 #include "mm/paging/shootdown_policy.hpp"
@@ -40,6 +41,11 @@ struct RunOptions {
   // Told each statement's outcome and each check's (`pagelab run --outcomes`,
   // the kernel cross-check); empty: nobody listens.
   OutcomeSink outcomes;
+  // Faults to inject (`--inject`, docs/EMULATOR.md "Fault injection"). With
+  // alloc-fail, a failed operation must leave nothing half-done (in the
+  // set-up, and with one CPU) and the spaces are destroyed and checked for
+  // leaks whether the run passed or failed (fault_injection.hpp).
+  InjectionSpec inject;
 };
 
 struct RunResult {
@@ -48,6 +54,9 @@ struct RunResult {
   std::uint64_t seed = 0;
   std::uint64_t steps = 0;
   std::vector<std::uint32_t> schedule;  // deterministic runs
+  // Frame allocations the run made, counted as `--inject alloc-fail@N`
+  // counts them (fault_injection.hpp): N = 1 .. allocations is every one.
+  std::uint64_t allocations = 0;
 };
 
 RunResult run_scenario(const scenario::Scenario& scenario, const RunOptions& options);

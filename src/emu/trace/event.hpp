@@ -31,9 +31,11 @@ enum class EventKind : std::uint8_t {
   IpiSend,        // a = target CPU set (bit mask)
   IpiReceive,     // a = sending CPU
   Note,           // text = a free-form line (scenario progress)
+  Inject,         // text = what was injected (fault_injection.hpp): "alloc-fail" (a = N, b = frames, c = owner),
+                  // "ipi-delay" (a = boundaries), "spec-fill" (a = va), "evict" (a = page, b = level, c = pcid)
 };
 
-inline constexpr int kEventKindCount = static_cast<int>(EventKind::Note) + 1;
+inline constexpr int kEventKindCount = static_cast<int>(EventKind::Inject) + 1;
 
 // "access", "tlb.hit", ... as used by --events and in every format.
 std::string_view event_kind_name(EventKind kind);

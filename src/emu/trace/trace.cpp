@@ -7,6 +7,7 @@
 #include <array>
 
 #include "mm/base/status.hpp"
+#include "mm/phys/frame.hpp"
 
 namespace pagelab::emu {
 
@@ -15,7 +16,7 @@ namespace {
 constexpr std::array<std::string_view, kEventKindCount> kNames = {
     "access",   "tlb.hit",  "tlb.miss", "walk",    "fault",       "fault.resolved", "segv",
     "frame.alloc", "frame.free", "map",  "unmap",   "protect",     "fork",           "cr3",
-    "invlpg",   "invpcid",  "flush.all", "ipi.send", "ipi.recv",  "note",
+    "invlpg",   "invpcid",  "flush.all", "ipi.send", "ipi.recv",  "note",           "inject",
 };
 
 struct Field {
@@ -50,6 +51,25 @@ std::string cpu_set(std::uint64_t bits) {
     list += list.empty() ? fmt::format("{}", cpu) : fmt::format(",{}", cpu);
   }
   return fmt::format("{{{}}}", list);
+}
+
+// An `inject` event's fields, by what was injected (EventKind::Inject).
+std::vector<Field> inject_fields(const Event& e) {
+  std::vector<Field> fields{{"what", std::string(e.text), true}};
+  if (e.text == "alloc-fail") {
+    fields.push_back({"n", std::to_string(e.a), false});
+    fields.push_back({"frames", std::to_string(e.b), false});
+    fields.push_back({"owner", mm::frame_owner_name(static_cast<mm::FrameOwner>(e.c)), true});
+  } else if (e.text == "ipi-delay") {
+    fields.push_back({"boundaries", std::to_string(e.a), false});
+  } else if (e.text == "spec-fill") {
+    fields.push_back({"va", hex(e.a), true});
+  } else if (e.text == "evict") {
+    fields.push_back({"va", hex(e.a), true});
+    fields.push_back({"level", fmt::format("L{}", e.b), true});
+    fields.push_back({"pcid", std::to_string(e.c), false});
+  }
+  return fields;
 }
 
 std::vector<Field> fields_of(const Event& e) {
@@ -96,6 +116,8 @@ std::vector<Field> fields_of(const Event& e) {
       return {{"from", std::to_string(e.a), false}};
     case EventKind::Note:
       return {{"text", std::string(e.text), true}};
+    case EventKind::Inject:
+      return inject_fields(e);
   }
   return {};
 }

@@ -49,12 +49,25 @@ struct FrameObserver {
   void* context = nullptr;
 };
 
+// Fault injection (the emulator's `--inject alloc-fail@N`; tests): asked
+// before each allocation a caller makes (allocate_frame, allocate_run,
+// allocate_batch), before any lock is taken or anything changes; true makes
+// that call fail with ENOMEM (allocate_batch: return 0) exactly as if memory
+// had run out. Allocations with AllocFlags::Committed are never asked: a
+// commitment is a promise. Cache refills and drains are not allocations of
+// a caller and are never asked either. Unset (null): one untaken branch.
+struct FrameFailHook {
+  bool (*should_fail)(void* context, FrameCount count, FrameOwner owner) = nullptr;
+  void* context = nullptr;
+};
+
 struct PhysicalMemoryConfig {
   Watermarks watermarks{};
   u32 cache_batch = 16;   // frames moved per refill or drain
   u32 cache_high = 64;    // a cache above this many frames drains one batch
   bool poison_freed = false;
   FrameObserver observer{};
+  FrameFailHook fail_hook{};
 };
 
 struct PhysicalMemoryStats {
@@ -100,6 +113,9 @@ class PhysicalMemory {
   // outstanding: while one is, the call cannot fail.
   Result<PhysAddr> allocate_frame(FrameOwner owner, AllocFlags flags = AllocFlags::None)
       MM_EXCLUDES(zone_lock_) {
+    if (injected_failure(1, owner, flags)) [[unlikely]] {
+      return Status::OutOfMemory;
+    }
     Result<Pfn> pfn = has(flags, AllocFlags::Emergency) ? allocate_from_zone(FrameRequest{.owner = owner}, flags)
                                                         : allocate_cached(owner, flags);
     if (!pfn.ok()) {
@@ -156,6 +172,9 @@ class PhysicalMemory {
   // large-page backing, page-table pages in bulk.
   Result<PhysAddr> allocate_run(const FrameRequest& request, AllocFlags flags = AllocFlags::None)
       MM_EXCLUDES(zone_lock_) {
+    if (injected_failure(request.count, request.owner, flags)) [[unlikely]] {
+      return Status::OutOfMemory;
+    }
     const Result<Pfn> pfn = allocate_from_zone(request, flags);
     if (!pfn.ok()) {
       return pfn.status();
@@ -183,6 +202,9 @@ class PhysicalMemory {
   // Up to out.size() single frames under one zone lock, bypassing the caches.
   // Returns how many it got; never dips into the reserve.
   FrameCount allocate_batch(Span<PhysAddr> out, FrameOwner owner) MM_EXCLUDES(zone_lock_) {
+    if (injected_failure(out.size(), owner, AllocFlags::None)) [[unlikely]] {
+      return 0;
+    }
     Pfn pfns[64];
     FrameCount total = 0;
     ZoneGuard zone(*this);
@@ -428,6 +450,12 @@ class PhysicalMemory {
     }
     notify(true, pfn.address(), count, owner);
     return pfn.address();
+  }
+
+  // Does the fail hook (if any) make this allocation fail? (FrameFailHook)
+  bool injected_failure(FrameCount count, FrameOwner owner, AllocFlags flags) const {
+    return config_.fail_hook.should_fail != nullptr && !has(flags, AllocFlags::Committed) &&
+           config_.fail_hook.should_fail(config_.fail_hook.context, count, owner);
   }
 
   void notify(bool allocated, PhysAddr first, FrameCount count, FrameOwner owner) const {

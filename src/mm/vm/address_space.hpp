@@ -192,8 +192,14 @@ class AddressSpace {
   void merge_around_locked(Region* region) MM_REQUIRES(lock_);
   // Merges every compatible pair of neighbours from just before `lo` to just past `hi`.
   void merge_range_locked(VirtAddr lo, VirtAddr hi) MM_REQUIRES(lock_);
-  // Removes every region in [lo, hi) and releases its pages. Needs two spares.
+  // Removes every region in [lo, hi) and releases its pages. Needs two spares,
+  // and no large page straddling `lo` or `hi` (split_large_edges_locked).
   void unmap_range_locked(VirtAddr lo, VirtAddr hi, Spares& spares, Batch& batch) MM_REQUIRES(lock_);
+  // Splits a device region's large page that straddles `lo` or `hi`, so that
+  // what follows can change [lo, hi) alone without needing memory: ENOMEM
+  // (when the split needs a page table there is not) comes before anything
+  // visible changes.
+  Status split_large_edges_locked(VirtAddr lo, VirtAddr hi, Batch& batch) MM_REQUIRES(lock_);
   void remove_region_locked(Region* region, Batch& batch) MM_REQUIRES(lock_);
   // Drops this space's reference to the frame a leaf maps.
   void release_leaf(const Region& region, Pte leaf, PageSize size, Batch& batch);

@@ -73,6 +73,7 @@ Status AddressSpace<P>::map_locked(const MapRequest& request, Batch& batch) {
   Spares spares(vm_);
   MM_TRY(spares.reserve((overlap ? 2 : 0) + (stack ? 2 : 1) + (populate ? 2 : 0)));
   if (overlap) {
+    MM_TRY(split_large_edges_locked(lo, hi, batch));
     unmap_range_locked(lo, hi, spares, batch);
   }
 
@@ -126,8 +127,14 @@ Status AddressSpace<P>::unmap_locked(VirtAddr address, VirtAddr hi, Batch& batch
   if (any_pinned_locked(address, hi)) return Status::Busy;
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
+  MM_TRY(split_large_edges_locked(address, hi, batch));
   unmap_range_locked(address, hi, spares, batch);
   return Status::Ok;
+}
+
+template <Platform P>
+Status AddressSpace<P>::split_large_edges_locked(VirtAddr lo, VirtAddr hi, Batch& batch) {
+  return tables_.update(lo, hi.value() - lo.value(), batch, [](VirtAddr, Pte old, PageSize) { return old; });
 }
 
 template <Platform P>
@@ -149,9 +156,7 @@ Status AddressSpace<P>::protect_locked(VirtAddr address, VirtAddr hi, Prot prot,
   if (!covered_locked(address, hi)) return Status::NotFound;
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
-  // A device region's 2 MiB page straddling an edge is split first: that may
-  // need a table, and must fail (ENOMEM) before anything visible changes.
-  MM_TRY(tables_.update(address, hi.value() - address.value(), batch, [](VirtAddr, Pte old, PageSize) { return old; }));
+  MM_TRY(split_large_edges_locked(address, hi, batch));
   isolate_locked(address, hi, spares);
   for (Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {
     r->prot = prot;
