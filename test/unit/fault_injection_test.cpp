@@ -289,7 +289,8 @@ INSTANTIATE_TEST_SUITE_P(Scenarios, AllocFailSweep,
                                            "examples/races/protect_while_flush_pending.scenario",
                                            "examples/races/table_freed_under_psc.scenario",
                                            "test/data/inject_fork_unmap.scenario",
-                                           "test/data/inject_large_page_unmap.scenario"),
+                                           "test/data/inject_large_page_unmap.scenario",
+                                           "test/data/inject_pin_teardown.scenario"),
                          scenario_name);
 
 // ---------------------------------------------------------------------------

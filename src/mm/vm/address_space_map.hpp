@@ -179,7 +179,11 @@ Status AddressSpace<P>::pin(VirtAddr address, u64 length) {
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
   Batch batch = new_batch();
-  const Status populated = populate_locked(address, hi, batch);
+  Status populated = populate_locked(address, hi, batch);
+  // A device region's 2 MiB page across an edge is split now: the regions
+  // are about to be split there, and tearing one down later must not need
+  // a page table it cannot get.
+  if (populated == Status::Ok) populated = split_large_edges_locked(address, hi, batch);
   if (populated == Status::Ok) {
     isolate_locked(address, hi, spares);
     for (Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {
@@ -201,12 +205,17 @@ Status AddressSpace<P>::unpin(VirtAddr address, u64 length) {
   }
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
-  isolate_locked(address, hi, spares);
-  for (Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {
-    --r->pins;
+  Batch batch = new_batch();
+  const Status split = split_large_edges_locked(address, hi, batch);  // as in pin
+  if (split == Status::Ok) {
+    isolate_locked(address, hi, spares);
+    for (Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {
+      --r->pins;
+    }
+    merge_range_locked(address, hi);
   }
-  merge_range_locked(address, hi);
-  return Status::Ok;
+  batch.flush();
+  return split;
 }
 
 template <Platform P>
