@@ -242,9 +242,13 @@ Trace::~Trace() { finish(); }
 void Trace::emit(const Event& event) {
   std::lock_guard<std::mutex> guard(mutex_);
   if (tails_.size() <= event.cpu) tails_.resize(event.cpu + 1);
-  auto& tail = tails_[event.cpu];
-  tail.push_back(format_text(event));
-  if (tail.size() > kTailLength) tail.pop_front();
+  Tail& tail = tails_[event.cpu];
+  TailEntry& entry = tail.ring[tail.next];
+  entry.event = event;
+  entry.event.text = {};
+  entry.text.assign(event.text);
+  tail.next = (tail.next + 1) % kTailLength;
+  if (tail.count < kTailLength) ++tail.count;
   if (!enabled_ || finished_ || !filter_.accepts(event)) return;
   switch (format_) {
     case TraceFormat::Text:
@@ -281,9 +285,16 @@ void Trace::finish() {
 std::vector<std::string> Trace::tail(std::uint32_t cpu, std::size_t count) const {
   std::lock_guard<std::mutex> guard(mutex_);
   if (cpu >= tails_.size()) return {};
-  const auto& t = tails_[cpu];
-  const std::size_t n = count < t.size() ? count : t.size();
-  return std::vector<std::string>(t.end() - static_cast<std::ptrdiff_t>(n), t.end());
+  const Tail& t = tails_[cpu];
+  const std::size_t n = count < t.count ? count : t.count;
+  std::vector<std::string> lines;
+  for (std::size_t i = 0; i < n; ++i) {
+    const TailEntry& entry = t.ring[(t.next + kTailLength - n + i) % kTailLength];
+    Event event = entry.event;
+    event.text = entry.text;
+    lines.push_back(format_text(event));
+  }
+  return lines;
 }
 
 }  // namespace pagelab::emu

@@ -6,8 +6,8 @@
 // bytes.
 #pragma once
 
+#include <array>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -63,8 +63,19 @@ class Trace {
   std::size_t named_tracks_ = 0;  // CPUs whose Chrome track has its name
   bool finished_ = false;
   mutable std::mutex mutex_;  // parallel mode emits from several threads
-  std::vector<std::deque<std::string>> tails_;
+  // Each CPU's last events, kept raw (formatted only when a report asks:
+  // most runs, and every explore seed that passes, never do).
   static constexpr std::size_t kTailLength = 16;
+  struct TailEntry {
+    Event event;       // its text view is not kept ...
+    std::string text;  // ... this copy is
+  };
+  struct Tail {
+    std::array<TailEntry, kTailLength> ring;
+    std::size_t next = 0;
+    std::size_t count = 0;
+  };
+  std::vector<Tail> tails_;
 };
 
 }  // namespace pagelab::emu
