@@ -434,11 +434,60 @@ concept PhysicalPort = requires(Port& port, u64 physical, u64& expected, u64 des
 
 namespace detail {
 
+// The entries one pass of a walk read, top down: a copy of the steps'
+// addresses and values that the walk keeps in registers (the WalkResult's
+// steps are written for the caller, and a caller that never reads them lets
+// the compiler drop those stores once the walk is inlined).
+struct StepWords {
+  std::array<u64, kWalkLevels> address;
+  std::array<u64, kWalkLevels> entry;
+};
+
+// A walk's A/D update (SDM 4.8), the rare part of a walk kept out of line:
+// sets A in each of the `count` entries read and `wanted_leaf_bits` in the
+// last one, the leaf, each with compare_exchange. An exchange that fails
+// because only A or D changed is retried on the new value. False when an
+// entry changed in any other way (what was read is stale: the walk must
+// restart); otherwise `leaf` receives the leaf's value after the update.
+// (The steps come as eight words, not as a StepWords in memory, so that
+// the walk's copy never has to be.)
+template <typename Port>
+[[gnu::noinline]] bool set_accessed_dirty(Port& port, u8 count, u64 wanted_leaf_bits, u64& leaf, u64 address0,
+                                          u64 entry0, u64 address1, u64 entry1, u64 address2, u64 entry2,
+                                          u64 address3, u64 entry3) {
+  const StepWords steps{{address0, address1, address2, address3}, {entry0, entry1, entry2, entry3}};
+  for (u8 i = 0; i < count; ++i) {
+    const bool is_leaf = i + 1 == count;
+    const u64 bits = is_leaf ? wanted_leaf_bits : entry::kA;
+    const u64 read = steps.entry[i];
+    u64 current = read;
+    while ((current & bits) != bits) {
+      u64 expected = current;
+      if (port.compare_exchange(steps.address[i], expected, current | bits)) {
+        current |= bits;
+        break;
+      }
+      // Someone changed the entry since we read it. Only A/D: set ours on
+      // the new value. Anything else: what we read is stale; start over.
+      if ((expected & ~(entry::kA | entry::kD)) != (read & ~(entry::kA | entry::kD))) return false;
+      current = expected;
+    }
+    if (is_leaf) leaf = current;
+  }
+  return true;
+}
+
 // The walk, with the paging-structure-cache code compiled in only where a
-// cache is given.
+// cache is given. Without one every pass reads the four levels from the
+// top, so each level's step index, shifts and reserved-bit mask are
+// constants and the hot path is straight-line code: per level one load, the
+// step record (three stores), a present test, a reserved-bit test and two
+// ALU operations on the rights. Always inlined: the result is then the
+// caller's own variable, and stores to fields the caller never reads (the
+// steps, for a caller that does not trace) can be dropped.
 template <bool WithPsc, typename Port>
-WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, PagingStructureCache* psc,
-                const PagingFeatures& features) {
+[[gnu::always_inline]] inline WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access,
+                                              PagingStructureCache* psc, const PagingFeatures& features) {
   WalkResult r;
   r.va = va;
   if (!is_canonical(va)) [[unlikely]] {
@@ -456,22 +505,21 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
   const u64 reserved_any = features.reserved_address_bits() | (cr.nxe() ? 0 : entry::kXD);
   // A 1 GiB leaf: bits 29:13 (bit 12 is PAT), or PS itself without 1 GiB pages.
   const u64 reserved_1g = features.gb_pages ? (span_of_level(3) - 1) & ~u64{0x1FFF} : entry::kPS;
-  const Pcid pcid = cr.pcid();
+  // A 2 MiB leaf: bits 20:13.
+  constexpr u64 kReserved2m = (span_of_level(2) - 1) & ~u64{0x1FFF};
   const u64 wanted_leaf_bits = entry::kA | (access.is_write() ? entry::kD : 0);
 
   for (;;) {
     u64 table = cr.root();
-    // Rights as bits: R/W and U/S ANDed, XD ORed, over the entries read; and
-    // whether every entry read already has A.
+    // Rights as bits: R/W and U/S ANDed over the entries read (with A: did
+    // every entry read already have it?), and the entries ORed (of which
+    // only XD is kept).
     u64 and_bits = entry::kRW | entry::kUS | entry::kA;
     u64 or_bits = 0;
-    u64 leaf = 0;
-    int leaf_level = 0;
-    u8 count = 0;
     int start = kWalkLevels;
     r.psc_level = 0;
     if constexpr (WithPsc) {
-      if (const PagingStructureCache::Hit hit = psc->lookup(va, pcid)) {
+      if (const PagingStructureCache::Hit hit = psc->lookup(va, cr.pcid())) {
         r.psc_level = hit.level;
         start = hit.level - 1;
         table = hit.table;
@@ -481,51 +529,72 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
     }
     const u64 and_above = and_bits;
     const u64 or_above = or_bits;
+    StepWords words{};
 
-    // One level of the walk, with the level a constant so that its shifts
-    // and reserved-bit masks fold: true when the walk goes on below.
-    bool faulted = false;
-    const auto read_level = [&]<int Level>() -> bool {
+    // One level, its number a constant: loads and checks the entry, records
+    // the step. Returns 1 when the walk goes on below, 0 at a leaf, -1 on a
+    // fault (r filled in).
+    u64 e = 0;
+    const auto read_level = [&]<int Level>() -> int {
+      const u8 index = static_cast<u8>(start - Level);  // a constant without a PSC
       const u64 address = table + index_at_level(va, Level) * 8;
-      const u64 e = port.load(address);
-      r.steps[count++] = WalkStep{static_cast<u8>(Level), address, e};
+      e = port.load(address);
+      words.address[index] = address;
+      words.entry[index] = e;
+      // The step, as three plain stores: the entry is stored on each side of
+      // the present test, which keeps the compiler from packing address and
+      // entry into a vector first.
+      WalkStep& step = r.steps[index];
+      step.level = static_cast<u8>(Level);
+      step.entry_address = address;
       if (!(e & entry::kP)) [[unlikely]] {
+        step.entry = e;
+        r.step_count = static_cast<u8>(index + 1);
         fail(FaultReason::NotPresent, Level);
-        faulted = true;
-        return false;
+        return -1;
       }
+      step.entry = e;
       const bool ps = Level > 1 && Level < 4 && (e & entry::kPS);
       u64 reserved = reserved_any;
       if constexpr (Level == 4) reserved |= entry::kPS;
       if constexpr (Level == 3) reserved |= ps ? reserved_1g : 0;
-      if constexpr (Level == 2) reserved |= ps ? (span_of_level(2) - 1) & ~u64{0x1FFF} : 0;
+      if constexpr (Level == 2) reserved |= ps ? kReserved2m : 0;
       if (e & reserved) [[unlikely]] {
+        r.step_count = static_cast<u8>(index + 1);
         fail(FaultReason::ReservedBit, Level);
-        faulted = true;
-        return false;
+        return -1;
       }
       and_bits &= e;
-      or_bits |= e & entry::kXD;
-      if (Level == 1 || ps) {
-        leaf = e;
-        leaf_level = Level;
-        return false;
-      }
+      or_bits |= e;
+      if (Level == 1 || ps) return 0;
       table = e & entry::kAddress;
-      return true;
+      return 1;
     };
-    // Down from `start`: 4 without a PSC hit.
-    bool more = true;
-    if (start >= 4) more = read_level.template operator()<4>();
-    if (more && start >= 3) more = read_level.template operator()<3>();
-    if (more && start >= 2) more = read_level.template operator()<2>();
-    if (more) read_level.template operator()<1>();
+    // Down from `start` (4 without a PSC hit) to the leaf, whose level ends
+    // in leaf_level.
+    int leaf_level = 1;
+    int status = 1;
+    if (!WithPsc || start >= 4) status = read_level.template operator()<4>();
+    if (status > 0 && (!WithPsc || start >= 3)) {
+      status = read_level.template operator()<3>();
+      leaf_level = 3;
+    }
+    if (status > 0 && (!WithPsc || start >= 2)) {
+      status = read_level.template operator()<2>();
+      leaf_level = 2;
+    }
+    if (status > 0) {
+      status = read_level.template operator()<1>();
+      leaf_level = 1;
+    }
+    if (status < 0) return r;
+    u64 leaf = e;
+    const u8 count = static_cast<u8>(start - leaf_level + 1);
     r.step_count = count;
-    if (faulted) return r;
 
     const Permissions rights{.writable = (and_bits & entry::kRW) != 0,
                              .user = (and_bits & entry::kUS) != 0,
-                             .no_execute = or_bits != 0};
+                             .no_execute = (or_bits & entry::kXD) != 0};
     // The rights of the whole translation (SDM 4.6).
     const FaultReason denied = access_violation(rights, cr, access);
     if (denied != FaultReason::None) [[unlikely]] {
@@ -536,29 +605,9 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
     // Accessed flags on every entry read, dirty on the leaf of a write (SDM
     // 4.8) -- unless they are all there already, the common case.
     if (!(and_bits & entry::kA) || (leaf & wanted_leaf_bits) != wanted_leaf_bits) [[unlikely]] {
-      bool restart = false;
-      for (u8 i = 0; i < count && !restart; ++i) {
-        const WalkStep& step = r.steps[i];
-        const bool is_leaf = i + 1 == count;
-        const u64 bits = is_leaf ? wanted_leaf_bits : entry::kA;
-        u64 current = step.entry;
-        while ((current & bits) != bits) {
-          u64 expected = current;
-          if (port.compare_exchange(step.entry_address, expected, current | bits)) {
-            current |= bits;
-            break;
-          }
-          // Someone changed the entry since we read it. Only A/D: set ours on
-          // the new value. Anything else: what we read is stale; start over.
-          if ((expected & ~(entry::kA | entry::kD)) != (step.entry & ~(entry::kA | entry::kD))) {
-            restart = true;
-            break;
-          }
-          current = expected;
-        }
-        if (is_leaf) leaf = current;
-      }
-      if (restart) {
+      if (!set_accessed_dirty(port, count, wanted_leaf_bits, leaf, words.address[0], words.entry[0],
+                              words.address[1], words.entry[1], words.address[2], words.entry[2],
+                              words.address[3], words.entry[3])) {
         ++r.restarts;
         continue;
       }
@@ -570,8 +619,8 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
                              .user = (and_above & entry::kUS) != 0,
                              .no_execute = or_above != 0};
       for (u8 i = 0; i + 1 < count; ++i) {
-        cumulative.combine(r.steps[i].entry);
-        psc->fill(r.steps[i].level, va, pcid, r.steps[i].entry & entry::kAddress, cumulative);
+        cumulative.combine(words.entry[i]);
+        psc->fill(start - i, va, cr.pcid(), words.entry[i] & entry::kAddress, cumulative);
       }
     }
 
@@ -606,10 +655,15 @@ WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, P
 //     or has other rights), the translation read so far is stale and the walk
 //     restarts from CR3 (result.restarts counts those);
 //   - the result does not fill the TLB: the caller inserts it.
+//
+// Cost: inline (see detail::walk); without a PSC and with the tables in the
+// cache, about a hundred instructions, most of them the four dependent loads'
+// checks and the result's fields.
 template <typename Port>
   requires PhysicalPort<Port>
-WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access, PagingStructureCache* psc = nullptr,
-                const PagingFeatures& features = {}) {
+[[gnu::always_inline]] inline WalkResult walk(Port& port, const ControlRegisters& cr, u64 va, Access access,
+                                              PagingStructureCache* psc = nullptr,
+                                              const PagingFeatures& features = {}) {
   return psc != nullptr ? detail::walk<true>(port, cr, va, access, psc, features)
                         : detail::walk<false>(port, cr, va, access, nullptr, features);
 }

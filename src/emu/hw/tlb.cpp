@@ -19,14 +19,17 @@ const char* tlb_level_name(TlbLevel level) {
 
 Tlb::Tlb(const TlbGeometry& geometry)
     : geometry_(geometry), replacement_(geometry.replacement), random_state_(geometry.seed) {
+  static_assert(decode(kMissKey, kMissPayload) == TlbEntry{}, "a miss must decode to TlbEntry{}");
   if (!validate(geometry_).empty()) MM_PANIC("Tlb: invalid geometry (validate() it first); entries", geometry_.entries());
   const u32 total = geometry_.entries();
-  keys_.assign(total, kEmpty);
-  stamps_.assign(total, 0);
+  const bool lru = replacement_ == TlbReplacement::Lru;
+  slots_.assign((lru ? 3 : 4) * std::size_t{total}, 0);  // keys kEmpty, payloads 0, stamps 0
+  payload_offset_ = total;
+  stamp_offset_ = 2 * std::size_t{total};
+  hit_stamp_offset_ = lru ? stamp_offset_ : 3 * std::size_t{total};
   u32 l2_sets = 0;
   for (const TlbArrayGeometry& g : geometry_.l2) l2_sets += g.ways <= kMaxOrderedWays ? g.sets : 0;
   orders_.assign(l2_sets, 0);
-  payloads_.assign(total, 0);
   live_.assign(3 * (geometry_.l1d.size() + geometry_.l1i.size() + geometry_.l2.size()), 0);
   Cursor next;
   build(l1d_, geometry_.l1d, TlbLevel::L1, next);
@@ -40,9 +43,9 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
   for (u32 a = 0; a < bank.array_count; ++a) {
     const TlbArrayGeometry& g = arrays[a];
     Array& array = bank.arrays[a];
-    array.keys = keys_.data() + next.slot;
-    array.stamps = stamps_.data() + next.slot;
-    array.payloads = payloads_.data() + next.slot;
+    array.keys = slots_.data() + next.slot;
+    array.payloads = array.keys + payload_offset_;
+    array.stamps = array.keys + stamp_offset_;
     next.slot += g.entries();
     array.live = live_.data() + 3 * next.array++;
     if (level == TlbLevel::L2 && g.ways <= kMaxOrderedWays) {
@@ -52,65 +55,99 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
     }
     array.sets = g.sets;
     array.ways = g.ways;
-    array.sets_pow2 = mm::is_power_of_two(g.sets);
-    array.set_mask = array.sets_pow2 ? g.sets - 1 : 0;
+    array.set_index = TlbSetIndex(g.sets);
     array.sizes = g.sizes;
   }
-  for (PageSize size : {PageSize::Size4K, PageSize::Size2M, PageSize::Size1G}) {
-    bank.array_for_size[static_cast<unsigned>(size)] = -1;
-    for (u32 a = 0; a < bank.array_count; ++a) {
-      if (bank.arrays[a].sizes & size_bit(size)) bank.array_for_size[static_cast<unsigned>(size)] = static_cast<std::int8_t>(a);
-    }
-  }
-  // Probes by page size, smallest first: the common case is found first.
-  bank.probe_count = 0;
+  // A probe per page size held.
+  bank.held = 0;
+  bank.present = 0;
+  bank.global_entries = 0;
   for (PageSize size : {PageSize::Size4K, PageSize::Size2M, PageSize::Size1G}) {
     for (u32 a = 0; a < bank.array_count; ++a) {
       const Array& array = bank.arrays[a];
       if (!(array.sizes & size_bit(size))) continue;
-      bank.probes[bank.probe_count++] = Probe{.keys = array.keys,
-                                              .stamps = array.stamps,
-                                              .orders = array.orders,
-                                              .payloads = array.payloads,
-                                              .live = array.live + static_cast<unsigned>(size),
-                                              .vpn_mask = kVpnBits & ~(bytes_of(size) - 1),
-                                              .size_key = size_key(size),
-                                              .set_mask = array.set_mask,
-                                              .sets = array.sets,
-                                              .ways = array.ways,
-                                              .shift = static_cast<u8>(std::countr_zero(bytes_of(size))),
-                                              .sets_pow2 = array.sets_pow2};
+      bank.held = static_cast<u8>(bank.held | size_bit(size));
+      bank.by_size[static_cast<unsigned>(size)] = Probe{
+          .keys = array.keys,
+          .stamps = array.stamps,
+          .orders = array.orders,
+          .live = array.live,
+          .vpn_mask = kVpnBits & ~(bytes_of(size) - 1),
+          .size_key = size_key(size),
+          .used_positions = RecencyOrder::used(array.ways),
+          .set_index = array.set_index,
+          .ways = array.ways,
+          .ways_by_4 = array.ways & ~u32{3},
+          .shift = static_cast<u8>(std::countr_zero(bytes_of(size))),
+          .four_ways_pow2 = array.ways == 4 && std::has_single_bit(array.sets),
+          .first_way_mask = std::has_single_bit(array.sets) ? u64{array.sets - 1} << 2 : 0};
     }
   }
+  bank.present_bits[0] = static_cast<u8>(1 | (bank.by_size[0].four_ways_pow2 ? kFast4K : 0));
 }
 
-TlbLookup Tlb::lookup_below_l1(u64 va, Pcid pcid, AccessKind kind) {
-  if (!is_canonical(va)) {
-    ++counters_.misses;
-    return TlbLookup{};
+Tlb::Raw Tlb::lookup_non_canonical() {
+  ++counters_.misses;
+  return kMiss;
+}
+
+// The common case first -- L2 holds 4 KiB entries only, none global, in a
+// power-of-two number of sets of 4, 8, 12 or 16 ways -- with every way out
+// a return or a tail call, so that the miss, the path a walk follows, needs
+// no stack frame; anything else goes to lookup_l2_any.
+Tlb::Raw Tlb::lookup_below_l1(u64 va, Pcid pcid, AccessKind kind) {
+  const Probe& probe = l2_.by_size[0];
+  if ((l2_.present & (7 | kGlobals)) != 1 || !probe.set_index.power_of_two()) [[unlikely]] {
+    return lookup_l2_any(va, pcid, kind);
   }
+  const u64 local = (va & kVpnBits) | size_key(PageSize::Size4K) | pcid;
+  const u32 set = static_cast<u32>((va >> 12) & probe.set_index.mask());
+  u64* const keys = probe.keys + set * probe.ways;
+  u64* hit;
+  switch (probe.ways) {
+    case 12: hit = match_fixed<12, false>(keys, local, local); break;
+    case 4: hit = match_fixed<4, false>(keys, local, local); break;
+    case 8: hit = match_fixed<8, false>(keys, local, local); break;
+    case 16: hit = match_fixed<16, false>(keys, local, local); break;
+    default: return lookup_l2_any(va, pcid, kind);
+  }
+  if (hit != nullptr) return l2_hit(hit, &probe, set, kind);
+  return l2_miss(va, pcid, kind);
+}
+
+Tlb::Raw Tlb::lookup_l2_any(u64 va, Pcid pcid, AccessKind kind) {
   const Found found = find(l2_, va, pcid);
-  if (found.probe == nullptr) {
-    ++counters_.misses;
-    last_miss_ = LastMiss{va, epoch_, &l1_for(kind), pcid};
-    return TlbLookup{};
-  }
+  if (found.key != nullptr) return l2_hit(found.key, found.probe, found.set, kind);
+  return l2_miss(va, pcid, kind);
+}
+
+Tlb::Raw Tlb::l2_miss(u64 va, Pcid pcid, AccessKind kind) {
+  ++counters_.misses;
+  last_miss_ = LastMiss{va, epoch_, &l1_for(kind), pcid};
+  return kMiss;
+}
+
+Tlb::Raw Tlb::l2_hit(u64* key_slot, const Probe* probe, u32 set, AccessKind kind) {
+  const Found found{key_slot, probe, set};
   if (replacement_ != TlbReplacement::Lru) {
     // FIFO ages by fill only; Random keeps no recency.
   } else if (found.probe->orders != nullptr) {
     u64& order = found.probe->orders[found.set];
-    order = RecencyOrder::to_front(order, found.index - found.set * found.probe->ways);
+    const u64* const set_keys = found.probe->keys + found.set * found.probe->ways;
+    order = RecencyOrder::to_front(order, static_cast<u32>(found.key - set_keys));
   } else {
-    found.probe->stamps[found.index] = tick();
+    found.key[stamp_offset_] = tick();
   }
   ++counters_.l2_hits;
-  const TlbEntry entry = decode(found.key, found.probe->payloads[found.index]);
+  const u64 key = *found.key;
+  const u64 payload = found.key[payload_offset_];
   Bank& l1 = l1_for(kind);
-  if (l1.array_for_size[static_cast<unsigned>(entry.size)] >= 0) {
-    fill(l1, entry.size, entry.page, found.key, found.probe->payloads[found.index], /*key_absent=*/false);
+  const unsigned size = size_index_of_key(key);
+  if (l1.held & (1u << size)) {
+    refill_l1(l1, size, key, payload);
     ++counters_.l1_refills;
   }
-  return TlbLookup{TlbLevel::L2, entry};
+  return Raw{key, payload};
 }
 
 namespace {
@@ -121,7 +158,7 @@ namespace {
 // predictor cannot learn; with `Ways` a constant (the common geometries) the
 // loops unroll completely.
 template <u32 Ways>
-u32 pick_way_fixed(const u64* keys, const u64* stamps, u64 key, bool key_absent) {
+[[gnu::always_inline]] inline u32 pick_way_fixed(const u64* keys, const u64* stamps, u64 key, bool key_absent) {
   if (!key_absent) {
     u32 same = Ways;
     for (u32 w = 0; w < Ways; ++w) same = keys[w] == key ? w : same;
@@ -151,7 +188,7 @@ u32 pick_way_any(const u64* keys, const u64* stamps, u64 key, u32 ways, bool key
 }
 
 // `key_absent`: the caller knows no way of the set holds `key`.
-u32 pick_way(const u64* keys, const u64* stamps, u64 key, u32 ways, bool key_absent) {
+[[gnu::always_inline]] inline u32 pick_way(const u64* keys, const u64* stamps, u64 key, u32 ways, bool key_absent) {
   switch (ways) {
     case 4: return pick_way_fixed<4>(keys, stamps, key, key_absent);
     case 8: return pick_way_fixed<8>(keys, stamps, key, key_absent);
@@ -175,69 +212,104 @@ u32 pick_way_random(const u64* keys, u64 key, u32 ways, bool key_absent, Draw&& 
 
 }  // namespace
 
-inline void Tlb::fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload, bool key_absent) {
-  const int a = bank.array_for_size[static_cast<unsigned>(size)];
-  if (a < 0) return;
-  const Array& array = bank.arrays[a];
-  const u32 set = array.set_of(page >> std::countr_zero(bytes_of(size)));
-  const u32 first = set * array.ways;
-  u32 victim;
-  if (replacement_ == TlbReplacement::Random) {
-    victim = first + pick_way_random(array.keys + first, key, array.ways, key_absent, [this] { return next_random(); });
-  } else if (array.orders != nullptr) {
-    u32 way = array.ways;
-    for (u32 w = 0; w < array.ways && !key_absent; ++w) {
-      if (array.keys[first + w] == key) [[unlikely]] {
-        way = w;
-        break;
-      }
-    }
-    if (way == array.ways) way = RecencyOrder::least_recent(array.orders[set], array.ways);
-    victim = first + way;
+template <TlbReplacement Policy, bool Level2>
+void Tlb::fill(Bank& bank, unsigned size, u64 page, u64 key, u64 payload, bool key_absent) {
+  if (!(bank.held & (1u << size))) return;
+  // The probe's fields in locals: the stores below cannot make them reload.
+  const Probe& probe = bank.by_size[size];
+  u64* const stamps = probe.stamps;
+  // Only an L2 array keeps orders.
+  u64* const orders = Level2 ? probe.orders : nullptr;
+  u32 set;
+  u32 first;
+  u32 way;
+  bool least_recent = false;  // `way` is the set's LRU way (orders only)
+  if (Policy != TlbReplacement::Random && !Level2 && size == 0 && probe.four_ways_pow2) [[likely]] {
+    // The common L1 case: 4 KiB pages in 4 ways of a power-of-two number of sets.
+    first = static_cast<u32>((page >> 10) & probe.first_way_mask);
+    set = first >> 2;
+    way = pick_way_fixed<4>(probe.keys + first, stamps + first, key, key_absent);
   } else {
-    victim = first + pick_way(array.keys + first, array.stamps + first, key, array.ways, key_absent);
-  }
-  const u64 old = array.keys[victim];
-  if (old != key) {
-    // Keep the per-size counts exact, touching them only when they change
-    // (every lookup reads them).
-    const unsigned size_index = static_cast<unsigned>(size);
-    if (old == kEmpty) {
-      ++array.live[size_index];
-    } else {
-      ++counters_.evictions;
-      if (size_index_of_key(old) != size_index) {
-        --array.live[size_index_of_key(old)];
-        ++array.live[size_index];
+    const u32 ways = probe.ways;
+    set = probe.set_of(page);
+    first = set * ways;
+    u64* const keys = probe.keys + first;
+    if constexpr (Policy == TlbReplacement::Random) {
+      way = pick_way_random(keys, key, ways, key_absent, [this] { return next_random(); });
+    } else if (orders != nullptr) {
+      const u64* const same = key_absent ? nullptr : match<false>(keys, ways, probe.ways_by_4, key, key);
+      if (same != nullptr) [[unlikely]] {
+        way = static_cast<u32>(same - keys);
+      } else {
+        way = RecencyOrder::least_recent(orders[set], ways);
+        least_recent = true;
       }
+    } else {
+      way = pick_way(keys, stamps + first, key, ways, key_absent);
     }
-    array.keys[victim] = key;
+  }
+  u64* const slot = probe.keys + first + way;
+  const u64 old = *slot;
+  if (old != key) {
+    // Keep the per-size and global counts exact, touching them only when
+    // they change (every lookup reads them): the common case, a valid entry
+    // replaced by one of the same size and kind, changes none.
+    constexpr u64 kCounted = (u64{3} << kSizeShift) | kGlobalKey;
+    if (old != kEmpty) ++counters_.evictions;
+    if ((old ^ key) & kCounted) [[unlikely]] {
+      if (old != kEmpty) {
+        count_out(bank, probe.live, size_index_of_key(old));
+        if (old & kGlobalKey) count_global_out(bank);
+      }
+      count_in(bank, probe.live, size);
+      if (key & kGlobalKey) count_global_in(bank);
+    }
+    *slot = key;
     ++epoch_;
   }
   // LRU: a fill is a use; FIFO: only a new translation is young (a refresh in
   // place keeps its age); Random: no recency.
-  if (replacement_ == TlbReplacement::Lru || (replacement_ == TlbReplacement::Fifo && old != key)) {
-    if (array.orders != nullptr) {
-      array.orders[set] = RecencyOrder::to_front(array.orders[set], victim - first);
+  if (Policy == TlbReplacement::Lru || (Policy == TlbReplacement::Fifo && old != key)) {
+    if (orders != nullptr) {
+      u64& order = orders[set];
+      order = least_recent ? RecencyOrder::least_recent_to_front(order, probe.used_positions, way)
+                           : RecencyOrder::to_front(order, way);
     } else {
-      array.stamps[victim] = tick();
+      slot[stamp_offset_] = tick();
     }
   }
-  array.payloads[victim] = payload;
+  slot[payload_offset_] = payload;
 }
 
-void Tlb::insert(const TlbEntry& entry, AccessKind kind) {
+void Tlb::refill_l1(Bank& l1, unsigned size, u64 key, u64 payload) {
+  const u64 page = page_of_key(key);
+  switch (replacement_) {
+    case TlbReplacement::Lru: return fill<TlbReplacement::Lru, false>(l1, size, page, key, payload, false);
+    case TlbReplacement::Fifo: return fill<TlbReplacement::Fifo, false>(l1, size, page, key, payload, false);
+    case TlbReplacement::Random: return fill<TlbReplacement::Random, false>(l1, size, page, key, payload, false);
+  }
+}
+
+void Tlb::insert_encoded(u64 key, u64 payload, u64 page, PageSize size, Pcid pcid, AccessKind kind) {
   ++counters_.fills;
-  const u64 key = key_of(entry);
-  const u64 payload = payload_of(entry);
   Bank& l1 = l1_for(kind);
   // Right after lookup() missed this address in this L1 bank and in L2, with
   // nothing changed since, no way can hold the key (the lookup tried this
   // PCID's key and the global one, every size): skip that search.
-  const bool key_absent = last_miss_.epoch == epoch_ && last_miss_.bank == &l1 && entry.covers(last_miss_.va) &&
-                          (entry.global || entry.pcid == last_miss_.pcid);
-  fill(l1, entry.size, entry.page, key, payload, key_absent);
-  fill(l2_, entry.size, entry.page, key, payload, key_absent);
+  const bool key_absent = last_miss_.epoch == epoch_ && last_miss_.bank == &l1 &&
+                          (last_miss_.va & ~(bytes_of(size) - 1)) == page &&
+                          ((key & kGlobalKey) != 0 || pcid == last_miss_.pcid);
+  const unsigned size_index = static_cast<unsigned>(size);
+  if (replacement_ == TlbReplacement::Lru) [[likely]] {
+    fill<TlbReplacement::Lru, false>(l1, size_index, page, key, payload, key_absent);
+    fill<TlbReplacement::Lru, true>(l2_, size_index, page, key, payload, key_absent);
+  } else if (replacement_ == TlbReplacement::Fifo) {
+    fill<TlbReplacement::Fifo, false>(l1, size_index, page, key, payload, key_absent);
+    fill<TlbReplacement::Fifo, true>(l2_, size_index, page, key, payload, key_absent);
+  } else {
+    fill<TlbReplacement::Random, false>(l1, size_index, page, key, payload, key_absent);
+    fill<TlbReplacement::Random, true>(l2_, size_index, page, key, payload, key_absent);
+  }
 }
 
 // pred(key) decides, for every valid way.
@@ -250,7 +322,7 @@ u64 Tlb::drop_all_where(Pred pred) {
       const Array& array = bank->arrays[a];
       for (u32 i = 0; i < array.sets * array.ways; ++i) {
         if (array.keys[i] != kEmpty && pred(array.keys[i])) {
-          forget(array, i);
+          forget(*bank, array, i);
           ++epoch_;
           ++dropped;
         }
@@ -278,7 +350,7 @@ u64 Tlb::drop_at(u64 va, Pred pred) {
         const u32 first = array.set_of(va >> std::countr_zero(bytes_of(size))) * array.ways;
         for (u32 i = first; i < first + array.ways; ++i) {
           if (array.keys[i] != kEmpty && pred(array.keys[i], page_key)) {
-            forget(array, i);
+            forget(*bank, array, i);
             ++epoch_;
             ++dropped;
           }
@@ -332,7 +404,7 @@ u64 Tlb::apply(Cr4Invalidation invalidation, Pcid current_pcid) {
 
 u64 Tlb::valid_entries() const {
   u64 count = 0;
-  for (const u64 key : keys_) count += key != kEmpty ? 1 : 0;
+  for (std::size_t i = 0; i < payload_offset_; ++i) count += slots_[i] != kEmpty ? 1 : 0;
   return count;
 }
 
@@ -346,7 +418,7 @@ bool Tlb::evict_random(u64 random) {
       for (u32 i = 0; i < array.sets * array.ways; ++i) {
         if (array.keys[i] == kEmpty) continue;
         if (pick-- == 0) {
-          forget(array, i);
+          forget(*bank, array, i);
           ++epoch_;
           ++counters_.random_evictions;
           return true;

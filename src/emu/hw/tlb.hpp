@@ -12,13 +12,22 @@
 // entry whose dirty flag is 0 must walk again (SDM 4.8); that is the caller's
 // rule, as is invalidating the faulting address after a #PF.
 //
-// Cost: lookup() is inline and allocation-free; a first-level hit is a probe
-// of one set (a handful of compares of 8-byte keys) plus an LRU stamp, and
-// arrays that hold no entry of a page size are not probed for it. All
-// storage is allocated at construction. Not thread-safe: one CPU owns it.
+// Cost (docs/BENCHMARKS.md, BM_Translate_*): lookup() is inline and
+// allocation-free. A first-level hit of a 4 KiB page in the common L1 shape
+// (4 ways, a power-of-two number of sets, no global entry cached) is a mask,
+// up to four compares of 8-byte keys, an LRU stamp and a counter, and the
+// entry is decoded from two words in registers, so a caller pays only for
+// the fields it reads. A miss of both levels costs one call without a stack
+// frame, and insert() one call. Arrays that hold no entry of a page size are
+// not probed for it, the global key is compared only while some global
+// entry is cached, a set index is a mask (or a multiplication,
+// TlbSetIndex), and an insert right after the miss it answers skips the
+// search for its own key. All storage is allocated at construction. Not
+// thread-safe: one CPU owns it.
 #pragma once
 
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -89,25 +98,54 @@ class Tlb {
 
   const TlbGeometry& geometry() const { return geometry_; }
   const TlbCounters& counters() const { return counters_; }
-  void reset_counters() { counters_ = TlbCounters{}; }
+  // Zeroes the counters (the recency clock, of which the L1 hit count is a
+  // part, keeps running).
+  void reset_counters() {
+    clock_base_ += counters_.l1_hits;
+    counters_ = TlbCounters{};
+  }
 
   // Finds a translation of `va` usable under `pcid` (an entry of that PCID
   // or a global one). A fetch looks in the L1 iTLB when there is one, data
   // accesses in the L1 dTLB; then both in L2. An L2 hit is copied into L1.
   // A non-canonical `va` (which the CPU turns into #GP before any lookup)
   // never hits: it misses.
-  TlbLookup lookup(u64 va, Pcid pcid, AccessKind kind) {
+  [[gnu::always_inline]] TlbLookup lookup(u64 va, Pcid pcid, AccessKind kind) {
     // Canonical: bits 63:47 all equal, i.e. va + 2^47 below 2^48. (Keys keep
     // only bits 47:12, so this is what keeps 0x0000'8000'0000'0000 from
     // hitting the entry of 0xFFFF'8000'0000'0000.)
-    if (((va + (u64{1} << 47)) >> 48) != 0) [[unlikely]] return lookup_below_l1(va, pcid, kind);
-    const Found found = find(l1_for(kind), va, pcid);
-    if (found.probe != nullptr) [[likely]] {
-      if (replacement_ == TlbReplacement::Lru) found.probe->stamps[found.index] = tick();
-      ++counters_.l1_hits;
-      return TlbLookup{TlbLevel::L1, decode(found.key, found.probe->payloads[found.index])};
+    const bool canonical = ((va + (u64{1} << 47)) >> 48) == 0;
+    // The common hit first, with its own return: its key is the one
+    // compared, whose size bits are constants, so a caller's use of the
+    // entry's size (translate(), bytes()) folds away.
+    const Bank& l1 = l1_for(kind);
+    Found found;
+    if (canonical && (l1.present & kFast4KLocal)) [[likely]] {
+      const u64 local = (va & kVpnBits) | size_key(PageSize::Size4K) | pcid;
+      const u64 first = (va >> 10) & l1.by_size[0].first_way_mask;
+      if (u64* const hit = match_fixed<4, false>(l1.by_size[0].keys + first, local, local)) [[likely]] {
+        hit_l1(hit);
+        return TlbLookup{TlbLevel::L1, decode(local, hit[payload_offset_])};
+      }
+      // Not as a 4 KiB page: L1 may still hold a larger one.
+      if (l1.present & 6) [[unlikely]] found = find_large(l1, va, pcid);
+    } else if (canonical) {
+      found = find(l1, va, pcid);
     }
-    return lookup_below_l1(va, pcid, kind);
+    // Every other path ends in the one decode below, from two words in
+    // registers (a miss decodes to TlbEntry{}), so that a caller that reads
+    // only a field or two of the entry gets just those, and no TlbEntry goes
+    // through memory.
+    TlbLevel level = TlbLevel::L1;
+    Raw raw;
+    if (found.key != nullptr) {
+      hit_l1(found.key);
+      raw = Raw{found.value, found.key[payload_offset_]};
+    } else {
+      raw = canonical ? lookup_below_l1(va, pcid, kind) : lookup_non_canonical();
+      level = raw.key == kMissKey ? TlbLevel::Miss : TlbLevel::L2;
+    }
+    return TlbLookup{level, decode(raw.key, raw.payload)};
   }
 
   // Caches `entry` (made by a walk for an access of `kind`): in the L1 array
@@ -116,7 +154,9 @@ class Tlb {
   // (or both global) is replaced in place; otherwise the set's LRU entry
   // makes room: the way the geometry's replacement policy picks, an empty
   // one first.
-  void insert(const TlbEntry& entry, AccessKind kind);
+  void insert(const TlbEntry& entry, AccessKind kind) {
+    insert_encoded(key_of(entry), payload_of(entry), entry.page, entry.size, entry.pcid, kind);
+  }
 
   // INVLPG va, executed under `current_pcid`: every entry that translates
   // `va` -- any size -- of that PCID, and every global one. Returns the
@@ -172,8 +212,9 @@ class Tlb {
 
  private:
   // Each way of a set is an 8-byte key and an 8-byte payload, in separate
-  // arrays (as is the recency information, below), so that a probe reads one
-  // or two cache lines of keys and a hit one payload. The key:
+  // regions of one vector (as is the recency information, below), so that a
+  // probe reads one or two cache lines of keys, and the payload (and stamp)
+  // of the key at p are p[payload_offset_] (and p[stamp_offset_]). The key:
   //   bits 47:12  the page's virtual address (bits 63:48 are its sign
   //               extension: lookups take canonical addresses only);
   //   bits 11:0   the PCID (0 for a global entry);
@@ -198,10 +239,12 @@ class Tlb {
     return (u64{e.pcid} << 52) | (e.frame & kFrameBits & ~(e.bytes() - 1)) | (e.rights.writable ? 1u : 0u) |
            (e.rights.user ? 2u : 0u) | (e.rights.no_execute ? 4u : 0u) | (e.dirty ? 8u : 0u);
   }
+  // The page's virtual address in a key: bit 47 sign-extended over 63:48.
+  static constexpr u64 page_of_key(u64 key) {
+    return static_cast<u64>(static_cast<std::int64_t>((key & kVpnBits) << 16) >> 16);
+  }
   static constexpr TlbEntry decode(u64 key, u64 payload) {
-    // Bit 47 of the page address, sign-extended over 63:48.
-    const u64 page = static_cast<u64>(static_cast<std::int64_t>((key & kVpnBits) << 16) >> 16);
-    return TlbEntry{.page = page,
+    return TlbEntry{.page = page_of_key(key),
                     .frame = payload & kFrameBits,
                     .size = static_cast<PageSize>(size_index_of_key(key)),
                     .pcid = static_cast<Pcid>(payload >> 52),
@@ -211,6 +254,17 @@ class Tlb {
                                           .no_execute = (payload & 4) != 0},
                     .dirty = (payload & 8) != 0};
   }
+  // A way's two words, as lookup_below_l1 returns them (in registers).
+  struct Raw {
+    u64 key;
+    u64 payload;
+  };
+  // What lookup_below_l1 returns for a miss: words that decode to TlbEntry{}
+  // (page 0, 4 KiB, PCID 0, not global, writable and user, clean) with bit
+  // 51 set in the key, which no stored key has.
+  static constexpr u64 kMissKey = (u64{1} << 51) | (u64{1} << kSizeShift);
+  static constexpr u64 kMissPayload = 3;
+  static constexpr Raw kMiss{kMissKey, kMissPayload};
 
   // Recency within a set. An L1 array keeps a stamp per way (the clock at its
   // last use, 0 when empty): a hit, the hot path, is one store, and a fill
@@ -227,6 +281,8 @@ class Tlb {
       for (u32 w = 0; w < ways; ++w) order = (order & ~(u64{0xF} << (4 * w))) | (u64{w} << (4 * w));
       return order;
     }
+    // The positions a set of `ways` ways uses.
+    static constexpr u64 used(u32 ways) { return ways >= 16 ? ~u64{0} : (u64{1} << (4 * ways)) - 1; }
     static unsigned position_of(u64 order, u32 way) {
       const u64 x = order ^ (kNibbles * way);
       const u64 zero = (x - kNibbles) & ~x & (kNibbles << 3);  // exact for the lowest zero nibble
@@ -239,14 +295,19 @@ class Tlb {
       const u64 through = (below << 4) | 0xF;     // positions <= p
       return (order & ~through) | ((order & below) << 4) | way;
     }
+    // to_front(order, least_recent(order, ways)), for `used` = used(ways):
+    // every used position moves back by one.
+    static u64 least_recent_to_front(u64 order, u64 used_positions, u32 way) {
+      return (order & ~used_positions) | ((order << 4) & used_positions) | way;
+    }
     static u64 to_back(u64 order, u32 way, u32 ways) {
       const unsigned p = position_of(order, way);
       const u64 below = (u64{1} << (4 * p)) - 1;
       const u64 through = (below << 4) | 0xF;
       const unsigned last = 4 * (ways - 1);
-      const u64 used = ways == 16 ? ~u64{0} : (u64{1} << (4 * ways)) - 1;
-      const u64 shifted = ((order & ~through) >> 4) & used & ~(u64{0xF} << last);
-      return (order & below) | shifted | (u64{way} << last) | (order & ~used);
+      const u64 in_use = used(ways);
+      const u64 shifted = ((order & ~through) >> 4) & in_use & ~(u64{0xF} << last);
+      return (order & below) | shifted | (u64{way} << last) | (order & ~in_use);
     }
   };
   static constexpr u32 kMaxOrderedWays = 16;
@@ -257,53 +318,66 @@ class Tlb {
     u64* stamps = nullptr;  // per way, when orders is null
     u64* orders = nullptr;  // per set (RecencyOrder), or null
     u64* payloads = nullptr;
+    u32* live = nullptr;    // valid entries per PageSize: 3 counters
+    TlbSetIndex set_index;
     u32 sets = 1;
     u32 ways = 1;
-    u64 set_mask = 0;  // sets - 1 when sets is a power of two
-    bool sets_pow2 = true;
     PageSizeSet sizes = 0;
-    u32* live = nullptr;  // valid entries per PageSize: 3 counters
 
-    u32 set_of(u64 page_number) const {
-      return static_cast<u32>(sets_pow2 ? (page_number & set_mask) : page_number % sets);
-    }
+    u32 set_of(u64 page_number) const { return set_index.of(page_number); }
   };
-  // Where a translation of one page size may sit in one array. A lookup
-  // tries a bank's probes in order (4 KiB ones first) and skips a probe whose
-  // array holds no entry of its size.
-  struct Probe {
+  // Where a translation of one page size sits in one array: everything a
+  // lookup and a fill of that size need, in one place. (Aligned so that a
+  // probe is two cache lines, the hot fields in the first, and by_size[] is
+  // indexed by a shift.)
+  struct alignas(64) Probe {
     u64* keys = nullptr;
     u64* stamps = nullptr;
     u64* orders = nullptr;
-    u64* payloads = nullptr;
-    const u32* live = nullptr;  // the array's count of valid entries of this size
+    u32* live = nullptr;        // the array's 3 counts of valid entries, by PageSize
     u64 vpn_mask = 0;           // kVpnBits without the size's offset bits
     u64 size_key = 0;
-    u64 set_mask = 0;           // sets - 1 when sets is a power of two
-    u32 sets = 1;
+    u64 used_positions = 0;     // RecencyOrder::used(ways), with orders
+    TlbSetIndex set_index;
     u32 ways = 1;
+    u32 ways_by_4 = 0;          // ways rounded down to a multiple of 4
     u8 shift = 12;              // the size's page-number shift, for the set index
-    bool sets_pow2 = true;
+    // The common L1 shape, 4 ways and a power-of-two number of sets: the
+    // first way of the set of a 4 KiB page at `va` is
+    // (va >> 10) & first_way_mask.
+    bool four_ways_pow2 = false;
+    u64 first_way_mask = 0;
 
-    u32 set_of(u64 va) const {
-      const u64 page_number = va >> shift;
-      return static_cast<u32>(sets_pow2 ? (page_number & set_mask) : page_number % sets);
-    }
+    u32 set_of(u64 address) const { return set_index.of(address >> shift); }
   };
+  // One level's arrays (an L1 bank or L2). Within a level each page size
+  // has at most one array (validate()), so a bank has one probe per size it
+  // holds, by_size[size]. A lookup tries the sizes in `present` -- those
+  // whose array holds at least one entry of that size, kept exact by every
+  // change of a key -- smallest first; a fill goes to by_size[size].
+  // `present` also has, kept as exact:
+  static constexpr u8 kFast4K = 8;        // bit 0, and by_size[0].four_ways_pow2
+  static constexpr u8 kGlobals = 16;      // a global entry is cached (else a probe compares this PCID's key only)
+  static constexpr u8 kFast4KLocal = 32;  // kFast4K without kGlobals: the common L1 case, one test
   struct Bank {
     Array arrays[kMaxTlbArraysPerLevel];
     u32 array_count = 0;
-    std::int8_t array_for_size[3] = {-1, -1, -1};  // by PageSize: the array holding it, or -1
-    Probe probes[3 * kMaxTlbArraysPerLevel];
-    u32 probe_count = 0;
+    Probe by_size[3];
+    u32 global_entries = 0;
+    u8 held = 0;     // bit `size`: by_size[size] is an array's
+    u8 present = 0;  // bit `size`: ... and that array holds an entry of that size; kFast4K, kGlobals
+    u8 present_bits[3] = {1, 2, 4};  // what `present` gains while a size is present
     TlbLevel level = TlbLevel::L1;
   };
   // Where a lookup found its entry.
   struct Found {
+    u64* key = nullptr;  // the way's key; null: not found
     const Probe* probe = nullptr;
-    u32 index = 0;  // the way's index in the array
     u32 set = 0;
-    u64 key = 0;
+    // *key, when found: the key the probe compared, so that a caller
+    // decoding it need not wait for (or repeat) the load -- for the fast L1
+    // case a value known before the probe, whose size bits are constants.
+    u64 value = 0;
   };
 
   const Bank& l1_for(AccessKind kind) const {
@@ -311,23 +385,111 @@ class Tlb {
   }
   Bank& l1_for(AccessKind kind) { return kind == AccessKind::Fetch && l1i_.array_count != 0 ? l1i_ : l1d_; }
 
-  static Found find(const Bank& bank, u64 va, Pcid pcid) {
-    for (const Probe* probe = bank.probes; probe != bank.probes + bank.probe_count; ++probe) {
-      if (*probe->live == 0) continue;
-      const u64 page_key = (va & probe->vpn_mask) | probe->size_key;
-      const u64 local = page_key | pcid;
-      const u64 global = page_key | kGlobalKey;
-      const u32 set = probe->set_of(va);
-      const u32 first = set * probe->ways;
-      for (u32 i = first; i != first + probe->ways; ++i) {
-        const u64 key = probe->keys[i];
-        if (key == local || key == global) return Found{probe, i, set, key};
-      }
+  template <bool WithGlobal>
+  static bool matches(u64 key, u64 local, u64 global) {
+    return key == local || (WithGlobal && key == global);
+  }
+  // The first of the `ways` keys from `set` that is `local` or (when
+  // `WithGlobal`) `global`, or null. The common way counts are unrolled
+  // completely; any other goes four ways per round (`ways_by_4`: ways
+  // rounded down to a multiple of 4), then one by one. (Branches, not
+  // masks: a predicted hit lets the payload load start before the keys
+  // arrive.)
+  template <u32 Ways, bool WithGlobal>
+  static u64* match_fixed(u64* set, u64 local, u64 global) {
+#pragma GCC unroll 16
+    for (u32 w = 0; w < Ways; ++w) {
+      if (matches<WithGlobal>(set[w], local, global)) return set + w;
+    }
+    return nullptr;
+  }
+  template <bool WithGlobal>
+  static u64* match(u64* set, u32 ways, u32 ways_by_4, u64 local, u64 global) {
+    if (ways == 4) [[likely]] return match_fixed<4, WithGlobal>(set, local, global);
+    if (ways == 12) return match_fixed<12, WithGlobal>(set, local, global);
+    if (ways == 8) return match_fixed<8, WithGlobal>(set, local, global);
+    return match_any<WithGlobal>(set, ways, ways_by_4, local, global);
+  }
+  // Any other way count (out of line: it needs registers the others do not).
+  template <bool WithGlobal>
+  [[gnu::noinline]] static u64* match_any(u64* set, u32 ways, u32 ways_by_4, u64 local, u64 global) {
+    u64* k = set;
+    for (const u64* const end = set + ways_by_4; k != end; k += 4) {
+      if (matches<WithGlobal>(k[0], local, global)) return k;
+      if (matches<WithGlobal>(k[1], local, global)) return k + 1;
+      if (matches<WithGlobal>(k[2], local, global)) return k + 2;
+      if (matches<WithGlobal>(k[3], local, global)) return k + 3;
+    }
+    for (const u64* const end = set + ways; k != end; ++k) {
+      if (matches<WithGlobal>(*k, local, global)) return k;
+    }
+    return nullptr;
+  }
+  static u64* match(bool with_global, u64* set, u32 ways, u32 ways_by_4, u64 local, u64 global) {
+    return with_global ? match<true>(set, ways, ways_by_4, local, global)
+                       : match<false>(set, ways, ways_by_4, local, global);
+  }
+
+  // The way of `probe`'s set for `va` that holds its key under `pcid` (or
+  // the global one), if any.
+  static Found find_in(const Probe& probe, bool with_global, u64 va, Pcid pcid) {
+    const u64 page_key = (va & probe.vpn_mask) | probe.size_key;
+    const u32 set = probe.set_of(va);
+    u64* const hit = match(with_global, probe.keys + set * probe.ways, probe.ways, probe.ways_by_4, page_key | pcid,
+                           page_key | kGlobalKey);
+    return Found{hit, &probe, set, hit != nullptr ? *hit : 0};
+  }
+  // The translation in `bank`, trying the sizes present smallest first: the
+  // 4 KiB case inline (its shifts and masks constants), the others (rarer)
+  // out of line.
+  [[gnu::always_inline]] static Found find(const Bank& bank, u64 va, Pcid pcid) {
+    const Found found = find_4k(bank, va, pcid);
+    if (found.key != nullptr) [[likely]] return found;
+    if (bank.present & 6) [[unlikely]] return find_large(bank, va, pcid);
+    return Found{};
+  }
+  [[gnu::always_inline]] static Found find_4k(const Bank& bank, u64 va, Pcid pcid) {
+    const u32 present = bank.present;
+    const Probe& probe = bank.by_size[0];
+    const u64 page_key = (va & kVpnBits) | size_key(PageSize::Size4K);
+    const u64 local = page_key | pcid;
+    const u64 global = page_key | kGlobalKey;
+    if (present & kFast4KLocal) [[likely]] {
+      const u64 first = (va >> 10) & probe.first_way_mask;
+      return Found{match_fixed<4, false>(probe.keys + first, local, global), &probe, static_cast<u32>(first >> 2),
+                   local};
+    }
+    if (present & kFast4K) {
+      const u64 first = (va >> 10) & probe.first_way_mask;
+      u64* const hit = match_fixed<4, true>(probe.keys + first, local, global);
+      return Found{hit, &probe, static_cast<u32>(first >> 2), hit != nullptr ? *hit : 0};
+    }
+    if (present & 1) {
+      const u32 set = probe.set_index.of(va >> 12);
+      u64* const hit = match((present & kGlobals) != 0, probe.keys + set * probe.ways, probe.ways, probe.ways_by_4,
+                             local, global);
+      return Found{hit, &probe, set, hit != nullptr ? *hit : 0};
     }
     return Found{};
   }
-  // The recency clock (LRU: last use; FIFO: fill): 64 bits never wrap.
-  u64 tick() { return ++clock_; }
+  [[gnu::noinline]] static Found find_large(const Bank& bank, u64 va, Pcid pcid) {
+    for (u32 sizes = bank.present & 6u; sizes != 0; sizes &= sizes - 1) {
+      const Found found = find_in(bank.by_size[std::countr_zero(sizes)], bank.global_entries != 0, va, pcid);
+      if (found.key != nullptr) return found;
+    }
+    return Found{};
+  }
+  // An L1 hit on the way whose key is at `key`. LRU: a hit is a use (an L1
+  // array keeps stamps, never orders); under FIFO and Random
+  // hit_stamp_offset_ leads to a region nobody reads. The hit count is part
+  // of the clock (tick()), so this is one increment, not two.
+  void hit_l1(u64* key) { key[hit_stamp_offset_] = ++counters_.l1_hits + clock_base_; }
+  // The recency clock (LRU: last use; FIFO: fill): clock_base_ +
+  // counters_.l1_hits, the number of stamps handed out so far -- an L1 hit
+  // advances it by counting itself, every other use by tick(). Stamps only
+  // ever compare within a set, and each is larger than every earlier one;
+  // 64 bits never wrap.
+  u64 tick() { return ++clock_base_ + counters_.l1_hits; }
   // The Random policy's generator (splitmix64): a pure function of the seed
   // and the number of draws, so runs are reproducible.
   u64 next_random() {
@@ -343,9 +505,31 @@ class Tlb {
     u32 set = 0;  // in orders_
   };
   void build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLevel level, Cursor& next);
-  // Empties way `index`, which becomes the least recently used of its set.
-  static void forget(const Array& array, u32 index) {
-    --array.live[size_index_of_key(array.keys[index])];
+  // One more (fewer) valid entry of `size` in the bank's array `live` counts.
+  static void count_in(Bank& bank, u32* live, unsigned size) {
+    if (live[size]++ == 0) set_present(bank, bank.present | bank.present_bits[size]);
+  }
+  static void count_out(Bank& bank, u32* live, unsigned size) {
+    if (--live[size] == 0) set_present(bank, bank.present & ~bank.present_bits[size]);
+  }
+  // One more (fewer) global entry in the bank.
+  static void count_global_in(Bank& bank) {
+    if (bank.global_entries++ == 0) set_present(bank, bank.present | kGlobals);
+  }
+  static void count_global_out(Bank& bank) {
+    if (--bank.global_entries == 0) set_present(bank, bank.present & ~kGlobals);
+  }
+  // `present` with kFast4KLocal recomputed from kFast4K and kGlobals.
+  static void set_present(Bank& bank, unsigned present) {
+    present &= ~unsigned{kFast4KLocal};
+    if ((present & (kFast4K | kGlobals)) == kFast4K) present |= kFast4KLocal;
+    bank.present = static_cast<u8>(present);
+  }
+  // Empties way `index` of `array` (one of `bank`'s), which becomes the least
+  // recently used of its set.
+  static void forget(Bank& bank, const Array& array, u32 index) {
+    count_out(bank, array.live, size_index_of_key(array.keys[index]));
+    if (array.keys[index] & kGlobalKey) count_global_out(bank);
     array.keys[index] = kEmpty;
     if (array.orders != nullptr) {
       const u32 set = index / array.ways;
@@ -355,26 +539,46 @@ class Tlb {
     }
   }
 
-  TlbLookup lookup_below_l1(u64 va, Pcid pcid, AccessKind kind);
+  // After an L1 miss of a canonical `va`: kMiss when L2 misses too; on an L2
+  // hit, the entry's words, after refreshing its recency and copying it into
+  // L1.
+  Raw lookup_below_l1(u64 va, Pcid pcid, AccessKind kind);
+  // Its parts: the general search; L2 has the translation (the way at
+  // key_slot); L2 misses too (inline).
+  [[gnu::noinline]] Raw lookup_l2_any(u64 va, Pcid pcid, AccessKind kind);
+  [[gnu::noinline]] Raw l2_hit(u64* key_slot, const Probe* probe, u32 set, AccessKind kind);
+  Raw l2_miss(u64 va, Pcid pcid, AccessKind kind);
+  // lookup() of a non-canonical `va`: a miss.
+  Raw lookup_non_canonical();
+  // insert() of the entry whose key and payload these are.
+  void insert_encoded(u64 key, u64 payload, u64 page, PageSize size, Pcid pcid, AccessKind kind);
   // Writes (key, payload) for a page of `size` at `page` into the bank's
-  // array for that size, if it has one.
-  // `key_absent`: the caller knows the array holds no way with `key`.
-  void fill(Bank& bank, PageSize size, u64 page, u64 key, u64 payload, bool key_absent);
+  // array for that size, if it has one, as the replacement `Policy` (the
+  // TLB's, replacement_) says; `Level2`: the bank is l2_. `key_absent`: the
+  // caller knows the array holds no way with `key`.
+  template <TlbReplacement Policy, bool Level2>
+  [[gnu::always_inline]] inline void fill(Bank& bank, unsigned size, u64 page, u64 key, u64 payload, bool key_absent);
+  // An L2 hit's copy into L1.
+  void refill_l1(Bank& l1, unsigned size, u64 key, u64 payload);
   template <typename Pred>
   u64 drop_all_where(Pred pred);
   template <typename Pred>
   u64 drop_at(u64 va, Pred pred);
 
   TlbGeometry geometry_;
-  std::vector<u64> keys_;
-  std::vector<u64> stamps_;
+  // Every array's keys, then their payloads, then their stamps, then (FIFO
+  // and Random only) a scratch region as large, where L1 hits write the
+  // stamps that those policies ignore -- so that a hit stores unconditionally.
+  std::vector<u64> slots_;
+  std::size_t payload_offset_ = 0;     // entries: the payload of the key at p is p[payload_offset_]
+  std::size_t stamp_offset_ = 0;       // and its stamp p[stamp_offset_]
+  std::size_t hit_stamp_offset_ = 0;   // stamp_offset_ (LRU) or the scratch region
   std::vector<u64> orders_;
-  std::vector<u64> payloads_;
   std::vector<u32> live_;  // Array::live of every array
   Bank l1d_;
   Bank l1i_;
   Bank l2_;
-  u64 clock_ = 0;
+  u64 clock_base_ = 0;
   TlbReplacement replacement_ = TlbReplacement::Lru;
   u64 random_state_ = 0;
   // Bumped by every change of a key (fill, invalidation, eviction).
@@ -384,7 +588,7 @@ class Tlb {
   struct LastMiss {
     u64 va = 0;
     u64 epoch = ~u64{0};
-    const Bank* bank = nullptr;
+    const Bank* bank = nullptr;  // the L1 bank it missed in
     Pcid pcid = 0;
   };
   LastMiss last_miss_;

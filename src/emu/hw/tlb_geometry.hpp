@@ -48,6 +48,47 @@ struct TlbArrayGeometry {
   constexpr bool operator==(const TlbArrayGeometry&) const = default;
 };
 
+// The set a page number falls in, in an array of `sets` sets: page_number %
+// sets, computed without a division. A power of two takes a mask; any other
+// count Lemire's remainder by multiplication (Lemire, Kaser, Kurz, "Faster
+// remainder by direct computation", 2019, theorem 1 with F = 128): with
+// c = ceil(2^128 / sets), n % sets = ((c * n) mod 2^128) * sets / 2^128,
+// exact for every 64-bit n. Four multiplications instead of a 64-bit DIV.
+class TlbSetIndex {
+ public:
+  constexpr TlbSetIndex() = default;
+  // `sets` >= 1.
+  constexpr explicit TlbSetIndex(u32 sets) : sets_(sets), pow2_((sets & (sets - 1)) == 0) {
+    if (pow2_) {
+      mask_ = sets - 1;
+    } else {
+      const U128 c = ~U128{0} / sets + 1;  // ceil(2^128 / sets): sets is not a power of two
+      magic_low_ = static_cast<u64>(c);
+      magic_high_ = static_cast<u64>(c >> 64);
+    }
+  }
+
+  constexpr u32 sets() const { return sets_; }
+  constexpr bool power_of_two() const { return pow2_; }
+  constexpr u64 mask() const { return mask_; }  // sets - 1, when power_of_two()
+  // page_number % sets().
+  constexpr u32 of(u64 page_number) const {
+    if (pow2_) [[likely]] return static_cast<u32>(page_number & mask_);
+    const U128 fraction = ((U128{magic_high_} << 64) | magic_low_) * page_number;  // mod 2^128
+    const U128 high = U128{static_cast<u64>(fraction >> 64)} * sets_ +
+                      ((U128{static_cast<u64>(fraction)} * sets_) >> 64);
+    return static_cast<u32>(high >> 64);
+  }
+
+ private:
+  using U128 = unsigned __int128;  // GCC and Clang
+  u64 mask_ = 0;
+  u64 magic_low_ = 0;
+  u64 magic_high_ = 0;
+  u32 sets_ = 1;
+  bool pow2_ = true;
+};
+
 // The whole TLB of one CPU. Within one level no two arrays may hold the same
 // page size (an insert must know where a translation goes).
 struct TlbGeometry {
