@@ -405,18 +405,17 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   run.execute(s.setup);
   run.in_setup = false;
   if (!run.failed()) {
-    std::vector<std::thread> threads;
-    for (std::uint32_t cpu = 0; cpu < s.machine.cpus; ++cpu) {
-      threads.emplace_back([&, cpu] {
-        cpu_context = CpuContext{machine.get(), cpu, options.deterministic};
-        machine->scheduler().enter(cpu);
-        machine->cpu_online();
-        if (const scenario::CpuProgram* program = s.program_for(cpu)) run.execute(program->body);
-        machine->cpu_offline();
-        machine->scheduler().exit(cpu);
-      });
-    }
-    for (auto& t : threads) t.join();
+    // Deterministic: each CPU a fiber on this thread; parallel: a thread.
+    machine->scheduler().run_cpus(
+        [&](std::uint32_t cpu) {
+          cpu_context = CpuContext{machine.get(), cpu, options.deterministic};
+          machine->scheduler().enter(cpu);
+          machine->cpu_online();
+          if (const scenario::CpuProgram* program = s.program_for(cpu)) run.execute(program->body);
+          machine->cpu_offline();
+          machine->scheduler().exit(cpu);
+        },
+        cpu_context);
     cpu_context = CpuContext{machine.get(), 0, false};
   }
   result.steps = machine->scheduler().steps();

@@ -1,6 +1,5 @@
-// The deterministic scheduler: simulated CPUs are host threads, but in
-// deterministic mode exactly one of them runs at a time. At every scheduling
-// point (a memory access, a page-walk load or A/D update, a page-table store
+// The deterministic scheduler: exactly one simulated CPU runs at a time. At
+// every scheduling point (a memory access, a page-walk load or A/D update, a page-table store
 // by the core, a lock acquire or release, an IPI send or delivery, an
 // invalidation, a frame allocation or free) the running CPU asks the
 // scheduler who goes next; the choice comes from a seeded strategy, so a run
@@ -17,14 +16,23 @@
 // make progress, so a spinning CPU never starves the lock's holder. When
 // every runnable CPU is spinning for long, the run is deadlocked.
 //
-// In parallel mode (deterministic = false) every call is free and threads
-// run as the host schedules them.
+// How CPUs run (run_cpus): in deterministic mode each CPU is a fiber
+// (fiber.hpp) on the calling thread, and a point that picks another CPU
+// switches stacks there and then, for a few nanoseconds; in parallel mode
+// (deterministic = false) each CPU is a thread, every call is free and the
+// threads run as the host schedules them. Callers may also make their own
+// threads and call enter/point/exit from them: in deterministic mode the turn
+// then passes between the threads, a spin and a futex hand-over each time
+// (tests compare the two; BM_Scheduler_Step_Threads measures the cost).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace pagelab::emu {
@@ -60,17 +68,38 @@ class Scheduler {
   Scheduler(std::uint32_t cpus, Options options);
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
+  ~Scheduler();
 
-  // Each CPU thread calls this once, first: it returns when the CPU may run.
+  // Runs body(cpu) for every CPU and returns when all have returned; once
+  // per scheduler. body calls enter(cpu) first and exit(cpu) last. Deterministic mode: each CPU
+  // is a fiber on the calling thread, started in CPU order; the calling
+  // thread waits (as a fiber of its own) until the last CPU has exited.
+  // Parallel mode: each CPU is a thread, joined before the return.
+  //
+  // `carried`: a thread_local of the caller that describes the running CPU
+  // (emu's cpu_context). In deterministic mode it is saved when a CPU's
+  // fiber is switched out and restored when it is switched back in, so each
+  // CPU sees its own value, starting from T{}, as on a thread of its own; the
+  // caller's value is back in place when run_cpus returns.
+  template <typename T>
+  void run_cpus(const std::function<void(std::uint32_t)>& body, T& carried) {
+    static_assert(std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>);
+    const T initial{};
+    run_cpus_carrying(body, Carried{&carried, &initial, sizeof(T)});
+  }
+  void run_cpus(const std::function<void(std::uint32_t)>& body) { run_cpus_carrying(body, Carried{}); }
+
+  // Each CPU calls this once, first: it returns when the CPU may run.
   void enter(std::uint32_t cpu);
   // A scheduling point. Returns when it is `cpu`'s turn again.
   void point(std::uint32_t cpu, Wait wait = Wait::Progress);
-  // The CPU's program has ended: it leaves the rotation.
+  // The CPU's program has ended: it leaves the rotation. Under run_cpus in
+  // deterministic mode the next CPU runs once body has returned.
   void exit(std::uint32_t cpu);
 
   // Asks the run to stop (a violation was found, a deadlock, a replay that
-  // diverged). Turns still pass one CPU at a time; each CPU's thread should
-  // check stopped() at its next statement and exit().
+  // diverged). Turns still pass one CPU at a time; each CPU should check
+  // stopped() at its next statement and exit().
   void stop();
   bool stopped() const { return stopped_.load(std::memory_order_acquire); }
   bool deadlocked() const { return deadlocked_.load(std::memory_order_acquire); }
@@ -85,6 +114,15 @@ class Scheduler {
   std::uint32_t running() const { return turn_.load(std::memory_order_acquire); }
 
  private:
+  struct Carried {
+    void* object = nullptr;         // the caller's thread_local
+    const void* initial = nullptr;  // T{}
+    std::size_t bytes = 0;
+  };
+  struct Fibers;  // the fibers of a deterministic run_cpus (scheduler.cpp)
+
+  void run_cpus_carrying(const std::function<void(std::uint32_t)>& body, Carried carried);
+  void switch_fiber(std::uint32_t from, std::uint32_t to);
   std::uint32_t choose(std::uint32_t current, Wait wait);
   std::uint32_t choose_random(const std::vector<std::uint32_t>& candidates);
   std::uint32_t choose_pct(const std::vector<std::uint32_t>& candidates);
@@ -100,6 +138,8 @@ class Scheduler {
   std::atomic<bool> deadlocked_{false};
   std::atomic<bool> replay_diverged_{false};
   std::atomic<std::uint64_t> step_{0};
+  // Set while run_cpus runs the CPUs as fibers; null when they are threads.
+  std::unique_ptr<Fibers> fibers_;
 
   // Touched only by the CPU holding the turn (or before the run starts).
   std::uint32_t entered_ = 0;
