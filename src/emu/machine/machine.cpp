@@ -153,13 +153,25 @@ std::uint64_t Machine::free_frames() {
 }
 
 mm::Status Machine::create_space(const std::string& name) {
-  std::lock_guard<std::mutex> guard(spaces_mutex_);
-  if (spaces_.count(name)) return mm::Status::AlreadyExists;
+  {
+    std::lock_guard<std::mutex> guard(spaces_mutex_);
+    if (spaces_.count(name)) return mm::Status::AlreadyExists;
+  }
+  // init() allocates page tables: scheduling points, where another CPU (a
+  // fiber on this very thread, in a deterministic run) may look a space up.
+  // No host lock may be held across them.
   auto space = std::make_unique<EmuSpace>(*vm_);
   MM_TRY(space->init());
-  ram_->record_space(name, space->root().value());
-  spaces_.emplace(name, Space{std::move(space)});
-  return mm::Status::Ok;
+  {
+    std::lock_guard<std::mutex> guard(spaces_mutex_);
+    if (!spaces_.count(name)) {
+      ram_->record_space(name, space->root().value());
+      spaces_.emplace(name, Space{std::move(space)});
+      return mm::Status::Ok;
+    }
+  }
+  space->destroy();  // another CPU created it meanwhile
+  return mm::Status::AlreadyExists;
 }
 
 mm::Status Machine::fork_space(const std::string& parent, const std::string& child) {
