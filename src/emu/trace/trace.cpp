@@ -7,6 +7,7 @@
 #include <array>
 
 #include "mm/base/status.hpp"
+#include "mm/platform/platform.hpp"
 #include "mm/phys/frame.hpp"
 
 namespace pagelab::emu {
@@ -231,7 +232,7 @@ std::unique_ptr<Trace> Trace::open(TraceFormat format, const std::string& path, 
 }
 
 Trace::Trace(TraceFormat format, std::shared_ptr<spdlog::logger> logger, TraceFilter filter, bool enabled)
-    : format_(format), logger_(std::move(logger)), filter_(std::move(filter)), enabled_(enabled) {
+    : format_(format), logger_(std::move(logger)), filter_(std::move(filter)), enabled_(enabled), tails_(mm::kMaxCpus) {
   if (enabled_ && format_ == TraceFormat::Chrome) {
     logger_->info("{}", "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
   }
@@ -240,8 +241,9 @@ Trace::Trace(TraceFormat format, std::shared_ptr<spdlog::logger> logger, TraceFi
 Trace::~Trace() { finish(); }
 
 void Trace::emit(const Event& event) {
-  std::lock_guard<std::mutex> guard(mutex_);
-  if (tails_.size() <= event.cpu) tails_.resize(event.cpu + 1);
+  // A CPU's tail is written only by that CPU (its thread or fiber; the set-up
+  // and the final checks run while no CPU does), so it needs no lock: a
+  // shootdown's initiator and its targets do not contend on a trace that is off.
   Tail& tail = tails_[event.cpu];
   TailEntry& entry = tail.ring[tail.next];
   entry.event = event;
@@ -249,7 +251,10 @@ void Trace::emit(const Event& event) {
   entry.text.assign(event.text);
   tail.next = (tail.next + 1) % kTailLength;
   if (tail.count < kTailLength) ++tail.count;
-  if (!enabled_ || finished_ || !filter_.accepts(event)) return;
+  if (!enabled_) return;
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (event.cpu + std::size_t{1} > cpus_seen_) cpus_seen_ = event.cpu + std::size_t{1};
+  if (finished_ || !filter_.accepts(event)) return;
   switch (format_) {
     case TraceFormat::Text:
       logger_->info("{}", format_text(event));
@@ -258,9 +263,9 @@ void Trace::emit(const Event& event) {
       logger_->info("{}", format_json(event));
       break;
     case TraceFormat::Chrome: {
-      if (tails_.size() > named_tracks_) {
+      if (cpus_seen_ > named_tracks_) {
         // Name every CPU's track the first time one appears.
-        for (; named_tracks_ < tails_.size(); ++named_tracks_) {
+        for (; named_tracks_ < cpus_seen_; ++named_tracks_) {
           logger_->info("{}{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{},\"args\":{{\"name\":\"CPU {}\"}}}}",
                         first_chrome_event_ ? "" : ",", named_tracks_, named_tracks_);
           first_chrome_event_ = false;
@@ -283,7 +288,7 @@ void Trace::finish() {
 }
 
 std::vector<std::string> Trace::tail(std::uint32_t cpu, std::size_t count) const {
-  std::lock_guard<std::mutex> guard(mutex_);
+  // Read once the CPUs have stopped (a report), so no lock either.
   if (cpu >= tails_.size()) return {};
   const Tail& t = tails_[cpu];
   const std::size_t n = count < t.count ? count : t.count;

@@ -61,8 +61,9 @@ class Trace {
   bool enabled_;
   bool first_chrome_event_ = true;
   std::size_t named_tracks_ = 0;  // CPUs whose Chrome track has its name
+  std::size_t cpus_seen_ = 0;     // 1 + the highest CPU that emitted an event
   bool finished_ = false;
-  mutable std::mutex mutex_;  // parallel mode emits from several threads
+  mutable std::mutex mutex_;  // guards the output: parallel mode emits from several threads
   // Each CPU's last events, kept raw (formatted only when a report asks:
   // most runs, and every explore seed that passes, never do).
   static constexpr std::size_t kTailLength = 16;
