@@ -216,7 +216,7 @@ class TlbCoherence {
     if (me.done.load(MemoryOrder::Relaxed) == me.posted) return;
     if (me.overflow) {
       platform_.flush_all();
-      bump(stats_.full_flushes, 1);
+      bump(me.full_flushes, 1);
     } else {
       for (u32 i = 0; i < me.count; ++i) apply_locked(me, *me.queue[i]);
     }
@@ -250,8 +250,10 @@ class TlbCoherence {
     s.shootdowns = stats_.shootdowns.load(MemoryOrder::Relaxed);
     s.local_flushes = stats_.local_flushes.load(MemoryOrder::Relaxed);
     s.ipis = stats_.ipis.load(MemoryOrder::Relaxed);
-    s.pages_invalidated = stats_.pages_invalidated.load(MemoryOrder::Relaxed);
-    s.full_flushes = stats_.full_flushes.load(MemoryOrder::Relaxed);
+    for (const PerCpu& c : cpus_) {
+      s.pages_invalidated += c.pages_invalidated.load(MemoryOrder::Relaxed);
+      s.full_flushes += c.full_flushes.load(MemoryOrder::Relaxed);
+    }
     s.queue_overflows = stats_.queue_overflows.load(MemoryOrder::Relaxed);
     return s;
   }
@@ -264,7 +266,9 @@ class TlbCoherence {
     u64 generation = 0;
   };
 
-  struct PerCpu {
+  // A cache line of its own: neighbours' requests and acknowledgements must
+  // not bounce it.
+  struct alignas(64) PerCpu {
     typename P::SpinLock lock;
     // Guarded by lock.
     const Flush* queue[kQueueDepth] = {};
@@ -279,14 +283,17 @@ class TlbCoherence {
     u32 slot = kNoSlot;  // the slot of `current`
     Slot slots[kPcidSlots];
     u32 next_victim = 0;
+    // What this CPU invalidated (bumped by it alone; summed by stats()), so
+    // a target does not write a counter line its initiator writes too.
+    Atomic<u64> pages_invalidated{0};
+    Atomic<u64> full_flushes{0};
   };
 
+  // Bumped by initiators.
   struct Counters {
     Atomic<u64> shootdowns{0};
     Atomic<u64> local_flushes{0};
     Atomic<u64> ipis{0};
-    Atomic<u64> pages_invalidated{0};
-    Atomic<u64> full_flushes{0};
     Atomic<u64> queue_overflows{0};
   };
 
@@ -315,16 +322,16 @@ class TlbCoherence {
   void apply_locked(PerCpu& me, const Flush& flush) {
     if (flush.everywhere) {
       platform_.flush_all();
-      bump(stats_.full_flushes, 1);
+      bump(me.full_flushes, 1);
       return;
     }
     if (flush.context != me.current) return;  // not running it: its slot is stale now
     if (flush.full) {
       platform_.flush_pcid(me.slot == kNoSlot ? Pcid{0} : pcid_of(me.slot));
-      bump(stats_.full_flushes, 1);
+      bump(me.full_flushes, 1);
     } else {
       for (u32 i = 0; i < flush.count; ++i) platform_.invalidate_page(VirtAddr(flush.pages[i]));
-      bump(stats_.pages_invalidated, flush.count);
+      bump(me.pages_invalidated, flush.count);
     }
     if (me.slot != kNoSlot && me.slots[me.slot].generation < flush.generation) {
       me.slots[me.slot].generation = flush.generation;
