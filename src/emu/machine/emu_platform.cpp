@@ -102,7 +102,6 @@ bool EmuPlatform::pte_compare_exchange(mm::u64* entry, mm::u64& expected, mm::u6
 void EmuPlatform::send_ipi(mm::CpuSet targets) {
   machine_.point();
   machine_.emit(EventKind::IpiSend, targets.bits());
-  machine_.count_ipis(targets.count());
   targets.for_each([&](mm::CpuId cpu) { machine_.cpu(cpu).ipi_pending.store(true, std::memory_order_release); });
 }
 

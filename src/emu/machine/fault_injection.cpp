@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "emu/machine/machine.hpp"
+#include "emu/machine/ram_port.hpp"
 #include "emu/scenario/ast.hpp"
 
 namespace pagelab::emu {
@@ -72,28 +73,6 @@ bool add_one(std::string_view item, std::string_view argument, InjectionSpec& sp
   }
   return fail(fmt::format("unknown injection (expected {})", kKinds));
 }
-
-// The walker's view of RAM for a speculative walk: a demand walk's (every
-// load and A/D update is a scheduling point).
-struct SchedulingPort {
-  Machine& machine;
-
-  std::uint64_t* word(std::uint64_t physical) const {
-    if (physical + 8 > machine.ram_bytes()) return nullptr;
-    return reinterpret_cast<std::uint64_t*>(machine.ram_at(physical));
-  }
-  std::uint64_t load(std::uint64_t physical) {
-    machine.point();
-    std::uint64_t* w = word(physical);
-    return w ? std::atomic_ref<std::uint64_t>(*w).load(std::memory_order_acquire) : 0;
-  }
-  bool compare_exchange(std::uint64_t physical, std::uint64_t& expected, std::uint64_t desired) {
-    machine.point();
-    std::uint64_t* w = word(physical);
-    if (w == nullptr) return false;
-    return std::atomic_ref<std::uint64_t>(*w).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
-  }
-};
 
 }  // namespace
 
@@ -234,7 +213,7 @@ void FaultInjector::speculative_fill(EmuCpu& cpu, PerCpu& state) {
   // The present entry may be gone by the time the walk reads it (its loads
   // are scheduling points): then the walk faults and nothing is cached,
   // which is what a processor does.
-  SchedulingPort port{machine_};
+  RamPort port{machine_};  // a speculative walk is a demand walk's
   const hw::Access access{hw::AccessKind::Read, cpu.mode == mm::AccessMode::User ? hw::Mode::User : hw::Mode::Supervisor};
   const hw::WalkResult walk = hw::walk(port, cpu.cr, va, access, cpu.psc.get());
   for (std::uint8_t i = 0; i < walk.step_count; ++i) {

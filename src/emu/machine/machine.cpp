@@ -1,32 +1,12 @@
 #include "emu/machine/machine.hpp"
 
 #include "emu/hw/tlb_geometry.hpp"
+#include "emu/machine/ram_port.hpp"
 #include "mm/phys/memory_map.hpp"
 
 namespace pagelab::emu {
 
 namespace {
-
-// The walker's view of RAM: every load and A/D update is a scheduling point.
-struct RamPort {
-  Machine& machine;
-
-  std::uint64_t* word(std::uint64_t physical) const {
-    if (physical + 8 > machine.ram_bytes()) return nullptr;
-    return reinterpret_cast<std::uint64_t*>(machine.ram_at(physical));
-  }
-  std::uint64_t load(std::uint64_t physical) {
-    machine.point();
-    std::uint64_t* w = word(physical);
-    return w ? std::atomic_ref<std::uint64_t>(*w).load(std::memory_order_acquire) : 0;  // no RAM there: zeros
-  }
-  bool compare_exchange(std::uint64_t physical, std::uint64_t& expected, std::uint64_t desired) {
-    machine.point();
-    std::uint64_t* w = word(physical);
-    if (w == nullptr) return false;
-    return std::atomic_ref<std::uint64_t>(*w).compare_exchange_strong(expected, desired, std::memory_order_acq_rel);
-  }
-};
 
 mm::Access core_access(hw::AccessKind kind) {
   return kind == hw::AccessKind::Write ? mm::Access::Write : kind == hw::AccessKind::Fetch ? mm::Access::Execute

@@ -136,8 +136,6 @@ class Machine {
   FaultInjector& injector() { return *injector_; }
   const MachineConfig& config() const { return config_; }
   std::uint64_t free_frames();  // caches drained
-  std::uint64_t ipis_sent() const { return ipis_sent_.load(std::memory_order_relaxed); }
-  void count_ipis(std::uint64_t n) { ipis_sent_.fetch_add(n, std::memory_order_relaxed); }
 
  private:
   Machine(const MachineConfig& config, Trace& trace);
@@ -166,7 +164,6 @@ class Machine {
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
   std::atomic<std::uint64_t> step_{0};
-  std::atomic<std::uint64_t> ipis_sent_{0};
 };
 
 }  // namespace pagelab::emu

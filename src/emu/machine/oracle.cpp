@@ -3,22 +3,11 @@
 #include <fmt/format.h>
 
 #include "emu/machine/machine.hpp"
+#include "emu/machine/ram_port.hpp"
 
 namespace pagelab::emu {
 
 namespace {
-
-// Reads page tables without disturbing them: no scheduling point, and the
-// walk's accessed/dirty updates are not written.
-struct PeekPort {
-  Machine& machine;
-  std::uint64_t load(std::uint64_t physical) const {
-    if (physical + 8 > machine.ram_bytes()) return 0;
-    return std::atomic_ref<std::uint64_t>(*reinterpret_cast<std::uint64_t*>(machine.ram_at(physical)))
-        .load(std::memory_order_acquire);
-  }
-  bool compare_exchange(std::uint64_t, std::uint64_t&, std::uint64_t) const { return true; }
-};
 
 // What the page tables at `root` say of `va` now.
 hw::WalkResult fresh_walk(Machine& machine, std::uint64_t root, std::uint64_t va) {

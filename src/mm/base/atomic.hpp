@@ -47,6 +47,12 @@ class Atomic {
   T fetch_sub(T delta, MemoryOrder order = MemoryOrder::SeqCst) {
     return __atomic_fetch_sub(&value_, delta, static_cast<int>(order));
   }
+  T fetch_or(T bits, MemoryOrder order = MemoryOrder::SeqCst) {
+    return __atomic_fetch_or(&value_, bits, static_cast<int>(order));
+  }
+  T fetch_and(T bits, MemoryOrder order = MemoryOrder::SeqCst) {
+    return __atomic_fetch_and(&value_, bits, static_cast<int>(order));
+  }
 
  private:
   // A failed CAS only loads: it may not have release semantics.

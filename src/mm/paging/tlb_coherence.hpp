@@ -304,16 +304,8 @@ class TlbCoherence {
     }
     return kNoSlot;
   }
-  static void set_bit(Atomic<u64>& mask, CpuId cpu) {
-    u64 old = mask.load(MemoryOrder::Relaxed);
-    while (!mask.compare_exchange_strong(old, old | (u64{1} << cpu))) {
-    }
-  }
-  static void clear_bit(Atomic<u64>& mask, CpuId cpu) {
-    u64 old = mask.load(MemoryOrder::Relaxed);
-    while (!mask.compare_exchange_strong(old, old & ~(u64{1} << cpu))) {
-    }
-  }
+  static void set_bit(Atomic<u64>& mask, CpuId cpu) { mask.fetch_or(u64{1} << cpu); }
+  static void clear_bit(Atomic<u64>& mask, CpuId cpu) { mask.fetch_and(~(u64{1} << cpu)); }
   static void bump(Atomic<u64>& counter, u64 n) { counter.fetch_add(n, MemoryOrder::Relaxed); }
 
   PerCpu& mine() { return cpus_[platform_.current_cpu()]; }
