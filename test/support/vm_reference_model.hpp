@@ -96,8 +96,10 @@ class VmReferenceModel {
   // The child gets every page, unpinned. First every untouched page of a
   // Shared region gets its store (populated as populate() would), so the two
   // spaces share it whenever it is first touched. Private stores become
-  // copy-on-write in both spaces; Shared stores are shared; untouched private
-  // pages stay untouched in each.
+  // copy-on-write in both spaces, except a pinned page's: the child gets a
+  // store of its own with the same values, and the parent keeps its page as
+  // it is. Shared stores are shared; untouched private pages stay untouched
+  // in each.
   void fork(SpaceId parent, SpaceId child) {
     for (const u64 va : untouched_shared_pages(parent)) populate(parent, va);
     Pages& from = space(parent);
@@ -106,7 +108,9 @@ class VmReferenceModel {
     for (auto& [va, page] : from) {
       Page copy = page;
       copy.pins = 0;
-      if (page.backing == Backing::Store) {
+      if (page.backing == Backing::Store && page.sharing == Sharing::Private && page.pins > 0) {
+        give_store(copy, Sharing::Private, store(page.store).value);
+      } else if (page.backing == Backing::Store) {
         hold(page.store);
         if (page.sharing == Sharing::Private) {
           page.cow = true;
@@ -127,11 +131,20 @@ class VmReferenceModel {
     return out;
   }
 
-  // Commitments a fork of `id` takes: one per page holding a private store.
+  // Commitments a fork of `id` takes: one per unpinned page holding a private store.
   u64 fork_commitments(SpaceId id) const {
     u64 n = 0;
     for (const auto& [va, page] : space(id)) {
-      n += page.backing == Backing::Store && page.sharing == Sharing::Private ? 1 : 0;
+      n += page.backing == Backing::Store && page.sharing == Sharing::Private && page.pins == 0 ? 1 : 0;
+    }
+    return n;
+  }
+
+  // Frames a fork of `id` copies for the child: one per pinned page holding a private store.
+  u64 fork_copies(SpaceId id) const {
+    u64 n = 0;
+    for (const auto& [va, page] : space(id)) {
+      n += page.backing == Backing::Store && page.sharing == Sharing::Private && page.pins > 0 ? 1 : 0;
     }
     return n;
   }
@@ -244,10 +257,42 @@ class VmReferenceModel {
   }
 
   mm::Status check_pin(SpaceId id, u64 address, u64 length) const { return check_protect(id, address, length); }
-  // Populates, then pins.
+  // Populates with a store of each page's own (never the zero page, never a
+  // copy-on-write store: a pinned page keeps its frame), then pins.
   void pin(SpaceId id, u64 address, u64 length) {
-    for (u64 va = address; va < address + length; va += kPage) populate(id, va);
+    for (u64 va = address; va < address + length; va += kPage) unshare(id, va);
     for (u64 va = address; va < address + length; va += kPage) ++page_at(id, va).pins;
+  }
+  // Would pin's populate change this page? (It has no frame of its own yet.)
+  bool needs_unshare(SpaceId id, u64 va) const {
+    const Page* p = page(id, va);
+    return p != nullptr && (p->backing != Backing::Store || p->cow);
+  }
+  // What pin's populate does to one page (nothing under PROT_NONE).
+  void unshare(SpaceId id, u64 va) {
+    const std::optional<mm::Access> access = populate_access(id, va);
+    if (!access) return;
+    Page& p = page_at(id, va);
+    const u64 zeros[kSlots] = {};
+    switch (p.backing) {
+      case Backing::None:
+        give_store(p, p.sharing, zeros);
+        return;
+      case Backing::Zero:
+        give_store(p, Sharing::Private, zeros);
+        return;
+      case Backing::Store:
+        if (!p.cow) return;
+        if (store(p.store).holders == 1) {
+          p.cow = false;
+        } else {
+          u64 values[kSlots];
+          for (int s = 0; s < kSlots; ++s) values[s] = store(p.store).value[s];
+          drop_backing(p);
+          give_store(p, Sharing::Private, values);
+        }
+        return;
+    }
   }
 
   mm::Status check_unpin(SpaceId id, u64 address, u64 length) const {
@@ -276,9 +321,10 @@ class VmReferenceModel {
     if (access == mm::Access::Write && !has(p->prot, mm::Prot::Write)) return mm::FaultOutcome::Segv;
     if (access == mm::Access::Execute && !has(p->prot, mm::Prot::Exec)) return mm::FaultOutcome::Segv;
     switch (p->backing) {
-      case Backing::None:
-        return access != mm::Access::Write && p->sharing == Sharing::Private ? mm::FaultOutcome::MapBackingReadOnly
-                                                                              : mm::FaultOutcome::MapBacking;
+      case Backing::None:  // a pinned page never maps the zero page
+        return access != mm::Access::Write && p->sharing == Sharing::Private && p->pins == 0
+                   ? mm::FaultOutcome::MapBackingReadOnly
+                   : mm::FaultOutcome::MapBacking;
       case Backing::Zero:
         return access == mm::Access::Write ? mm::FaultOutcome::MapBacking : mm::FaultOutcome::Complete;
       case Backing::Store:

@@ -69,6 +69,7 @@ constexpr u64 K4 = 4096;
 constexpr u64 kAddressMask = 0x000FFFFFFFFFF000ull;
 constexpr u64 kPteCopyOnWrite = u64{1} << 9;  // the software bits pagelab uses (pte.hpp), read raw here
 constexpr u64 kPteParked = u64{1} << 10;
+constexpr u64 kPteFrameMask = 0x000FFFFFFFFFF000;  // bits 12..51: the frame of a 4 KiB leaf
 
 // The pool: small enough that three spaces with their windows mostly
 // populated would not fit, so ENOMEM happens now and then.
@@ -473,14 +474,16 @@ class Differential {
     }
     if (got == Status::OutOfMemory && expected == Status::Ok && may_run_out) {
       // Nothing is pinned, but populate got some way: in address order,
-      // each page it reached now allows the access it faulted with.
+      // each page it reached now has a frame of its own.
       ++enomem_;
       ++pin_enomem_;
       for (u64 va = address; va < address + length; va += K4) {
-        const std::optional<Access> access = model_.populate_access(s.id, va);
-        if (!access || model_.allows(s.id, va, *access)) continue;
-        if (!walker_allows(s, va, *access)) break;
-        model_.populate(s.id, va);
+        if (!model_.populate_access(s.id, va) || !model_.needs_unshare(s.id, va)) continue;
+        const u64 leaf = raw_leaf(*s.space, va);
+        const bool own = (leaf & 1) != 0 && (leaf & kPteCopyOnWrite) == 0 &&
+                         (leaf & kPteFrameMask) != world_.vm().zero_frame().value();
+        if (!own) break;
+        model_.unshare(s.id, va);
       }
       return verify_space(s, "after a pin that ran out of memory");
     }
@@ -531,7 +534,8 @@ class Differential {
       return;
     }
     ++forks_;
-    const u64 demand = model_.fork_commitments(parent->id) + model_.untouched_shared_pages(parent->id).size() +
+    const u64 demand = model_.fork_commitments(parent->id) + model_.fork_copies(parent->id) +
+                       model_.untouched_shared_pages(parent->id).size() +
                        count_tables(*parent->space) +
                        world_.vm().live_regions() / mm::ObjectPool<mm::Region, pagelab::HostPlatform>::kPerSlab + 4;
     const bool fork_may_run_out = scarce(demand);
@@ -913,12 +917,16 @@ class Differential {
       return fail(format("sweep: %zu stores mapped, the model has %" PRIu64, frames.frame_of_store.size(),
                          model_.stores()));
     }
+    // Between operations no reference drop is pending: references and
+    // mappings agree.
     for (const auto& [id, frame] : frames.frame_of_store) {
-      const u64 refs = world_.pool().table()[mm::Pfn::containing(mm::PhysAddr(frame))].refcount.load(
-          mm::MemoryOrder::Relaxed);
-      if (refs != model_.store(id).holders) {
-        return fail(format("sweep: frame %#" PRIx64 " has %" PRIu64 " references, the model %u holders", frame, refs,
-                           model_.store(id).holders));
+      const mm::Frame& f = world_.pool().table()[mm::Pfn::containing(mm::PhysAddr(frame))];
+      const u64 refs = f.refcount.load(mm::MemoryOrder::Relaxed);
+      const u64 maps = f.mapcount.load(mm::MemoryOrder::Relaxed);
+      if (refs != model_.store(id).holders || maps != refs) {
+        return fail(format("sweep: frame %#" PRIx64 " has %" PRIu64 " references and %" PRIu64
+                           " mappings, the model %u holders",
+                           frame, refs, maps, model_.store(id).holders));
       }
     }
     // Every frame in use, by owner (the frame table, caches drained): data

@@ -178,17 +178,19 @@ TEST_F(PmmFixture, CommittedFramesAreKeptForCommittedAllocations) {
   EXPECT_EQ(pmm.stats().committed, 0u);
 }
 
-TEST_F(PmmFixture, FreeUnreferencedFreesOnlyWhatNobodyHolds) {
+TEST_F(PmmFixture, PutFrameFreesOnTheLastReference) {
   Pmm pmm = make();
   const PhysAddr a = pmm.allocate_frame(FrameOwner::Anonymous).value();
   mm::Frame& frame = pool.table()[Pfn::containing(a)];
-  EXPECT_EQ(pmm.free_unreferenced(a, 1), Status::Busy);  // still referenced
-  frame.refcount.store(0);                                // the owner dropped its reference
-  EXPECT_EQ(pmm.free_unreferenced(a, 1), Status::Ok);
-  EXPECT_EQ(pmm.free_frame(a), Status::NotFound);
-  const PhysAddr run = pmm.allocate_run({.count = 4}).value();
-  pool.table()[Pfn::containing(run)].refcount.store(0);
-  EXPECT_EQ(pmm.free_unreferenced(run, 4), Status::Ok);
+  frame.refcount.fetch_add(2);              // two more holders
+  EXPECT_FALSE(pmm.put_frame(a));
+  EXPECT_FALSE(pmm.put_frame(a));
+  EXPECT_EQ(frame.refcount.load(), 1u);
+  EXPECT_EQ(frame.owner, FrameOwner::Anonymous);
+  EXPECT_TRUE(pmm.put_frame(a));            // the last one frees it
+  EXPECT_EQ(frame.refcount.load(), 0u);
+  EXPECT_EQ(frame.owner, FrameOwner::Free);
+  EXPECT_EQ(pmm.free_frame(a), Status::NotFound);  // already free
   pmm.drain_all_caches();
   EXPECT_EQ(buddy.free_frames(), kFrames);
 }

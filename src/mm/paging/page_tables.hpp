@@ -190,9 +190,10 @@ class PageTables {
 
   // Fork's walk: for each leaf in [va, va + bytes), f(page, mine, theirs, size)
   // may change `mine` (stored and invalidated here if it changes) and sets
-  // `theirs`, the leaf `child` gets at the same address (Pte(0) for none).
-  // Child tables are created as needed. ENOMEM stops the walk; what was done
-  // stays done, for the caller to undo.
+  // `theirs`, the leaf `child` gets at the same address (Pte(0) for none); it
+  // returns a Status, and an error stops the walk before anything is stored
+  // for that leaf. Child tables are created as needed. ENOMEM (no table, or
+  // from f) stops the walk; what was done stays done, for the caller to undo.
   template <typename F>
   Status share_into(PageTables& child, VirtAddr va, u64 bytes, TlbBatch<P>& batch, F&& f) {
     if (bytes == 0) return Status::Ok;
@@ -245,10 +246,10 @@ class PageTables {
     return at;
   }
 
-  // A table leaves the tree: freed after the batch has flushed.
+  // A table leaves the tree: its one reference is dropped, and so the
+  // frame freed, after the batch has flushed.
   void retire_table(PhysAddr at, TlbBatch<P>& batch) {
-    frame_of(at).refcount.store(0, MemoryOrder::Relaxed);
-    batch.free_after_flush(at, 1);
+    batch.release_after_flush(at);
     --tables_;
   }
 
@@ -401,7 +402,7 @@ class PageTables {
       if (entry.is_leaf(level)) {
         Pte mine = entry;
         Pte theirs;
-        f(start, mine, theirs, size_at_level(level));
+        MM_TRY(f(start, mine, theirs, size_at_level(level)));
         if (mine != entry) {
           store(at, slot, mine);
           if (entry.present()) batch.invalidate(start, entry.has(pte::kGlobal));

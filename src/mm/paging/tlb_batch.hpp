@@ -1,21 +1,28 @@
-// TlbBatch: one operation's TLB invalidations and the frees that must wait
-// for them (Linux's mmu_gather, Redox's Flusher, Zircon's
+// TlbBatch: one operation's TLB invalidations and the reference drops that
+// must wait for them (Linux's mmu_gather, Redox's Flusher, Zircon's
 // PendingTlbInvalidation).
 //
-// A change that may leave a stale translation records the page here; a frame
-// or page table that a stale translation could still reach is handed over
-// here instead of being freed. flush() first invalidates, then frees: the
-// order is the whole point. Up to kMaxPages pages are invalidated one by one
-// (INVLPG); past that, or past the flush threshold, the batch does a full
-// flush instead. A change to a top-level entry or a global mapping makes it a
-// flush of everything on every CPU. When the deferred-free list fills up,
-// the batch flushes early and starts again, so it never needs memory of its
-// own.
+// A change that may leave a stale translation records the page here. The
+// reference that a removed translation held on its frame is handed over
+// here too, never dropped on the spot: flush() first invalidates, then drops
+// those references, and a frame whose last reference goes is freed. The order
+// is the whole point, and it is about references, not only frees: a frame
+// shared by two spaces must keep the reference of the first space's removed
+// entry until that space's CPUs have flushed it, or the second space, dropping
+// the last reference after flushing only its own CPUs, frees a frame the
+// first space's CPUs can still reach (see docs/TLB_COHERENCE.md, "Reference
+// drops"). A page table that leaves its tree is handed over the same way.
+//
+// Up to kMaxPages pages are invalidated one by one (INVLPG); past that, or
+// past the flush threshold, the batch does a full flush instead. A change to
+// a top-level entry or a global mapping makes it a flush of everything on
+// every CPU. When the list of pending drops fills up, the batch flushes early
+// and starts again, so it never needs memory of its own.
 //
 // With a TlbCoherence (every address space has one), flush() is a
 // shootdown: every CPU that may hold the space's translations invalidates
-// and acknowledges before anything is freed. Without one (page-table unit
-// tests, the kernel's boot tables) it acts on the calling CPU only.
+// and acknowledges before any reference is dropped. Without one (page-table
+// unit tests, the kernel's boot tables) it acts on the calling CPU only.
 // Destroying a batch that still holds work is a bug, caught by an assertion.
 #pragma once
 
@@ -30,7 +37,8 @@ struct TlbBatchStats {
   u64 flushes = 0;
   u64 pages_invalidated = 0;
   u64 full_flushes = 0;
-  u64 frames_freed = 0;
+  u64 references_dropped = 0;
+  u64 frames_freed = 0;  // of which were the frame's last
 };
 
 // Where a batch's shootdown goes: the machine's coherence and the space's context.
@@ -44,7 +52,7 @@ template <Platform P>
 class [[nodiscard]] TlbBatch {
  public:
   static constexpr u32 kMaxPages = 32;
-  static constexpr u32 kMaxDeferredFrees = 64;
+  static constexpr u32 kMaxDeferredReleases = 64;
 
   // `flush_threshold`: pages above which a flush is a full flush (at most kMaxPages).
   TlbBatch(P& platform, PhysicalMemory<P>& memory, TlbTarget<P> target = {}, u32 flush_threshold = kMaxPages)
@@ -82,24 +90,24 @@ class [[nodiscard]] TlbBatch {
     invalidate_all(true);
   }
 
-  // `count` frames at `first`, whose last reference the caller has dropped
-  // (refcount 0; see PhysicalMemory::free_unreferenced), are freed after the
-  // flush. A page-table frame is handed over the same way.
-  void free_after_flush(PhysAddr first, FrameCount count = 1) {
-    if (free_count_ == kMaxDeferredFrees) {
+  // After the flush, drops one reference to the single frame at `frame`: the
+  // reference a removed translation held (the frame is freed if it was the
+  // last), or a retired page table's place in its tree.
+  void release_after_flush(PhysAddr frame) {
+    if (release_count_ == kMaxDeferredReleases) {
       flush();
     }
-    frees_[free_count_++] = Deferred{first.value(), count};
+    releases_[release_count_++] = frame.value();
   }
 
-  bool empty() const { return page_count_ == 0 && !full_ && free_count_ == 0; }
+  bool empty() const { return page_count_ == 0 && !full_ && release_count_ == 0; }
 
-  // Invalidates, then frees. Leaves the batch empty and reusable.
+  // Invalidates, then drops the references. Leaves the batch empty and reusable.
   void flush() {
     const bool invalidates = full_ || page_count_ > 0;
-    const bool free_first =
+    const bool drop_first =
         target_.coherence != nullptr && target_.coherence->policy() == ShootdownPolicy::UnsafeFreeBeforeAck;
-    if (free_first) free_deferred();
+    if (drop_first) drop_deferred();
     if (invalidates) {
       if (target_.coherence != nullptr) {
         target_.coherence->shootdown(target_.context, pages_, page_count_, full_, global_);
@@ -113,7 +121,7 @@ class [[nodiscard]] TlbBatch {
         stats_.pages_invalidated += page_count_;
       }
     }
-    free_deferred();
+    drop_deferred();
     if (pending_) {
       target_.context->pending.fetch_sub(1);
       pending_ = false;
@@ -126,12 +134,8 @@ class [[nodiscard]] TlbBatch {
   const TlbBatchStats& stats() const { return stats_; }
 
  private:
-  // Raw integers, not VirtAddr/PhysAddr: those zero-initialize, and a batch
-  // is built on every fault and map; only the used prefix is ever read.
-  struct Deferred {
-    u64 first;
-    FrameCount count;
-  };
+  // Raw integers below, not VirtAddr/PhysAddr: those zero-initialize, and a
+  // batch is built on every fault and map; only the used prefix is ever read.
 
   // The context's pending count rises with the first invalidation, before
   // any other CPU can run (the caller stored the entry a moment ago and made
@@ -157,13 +161,12 @@ class [[nodiscard]] TlbBatch {
     }
   }
 
-  void free_deferred() {
-    for (u32 i = 0; i < free_count_; ++i) {
-      const Status freed = memory_.free_unreferenced(PhysAddr(frees_[i].first), frees_[i].count);
-      MM_ASSERT(freed == Status::Ok);
-      stats_.frames_freed += frees_[i].count;
+  void drop_deferred() {
+    for (u32 i = 0; i < release_count_; ++i) {
+      stats_.frames_freed += memory_.put_frame(PhysAddr(releases_[i])) ? 1 : 0;
     }
-    free_count_ = 0;
+    stats_.references_dropped += release_count_;
+    release_count_ = 0;
   }
 
   P& platform_;
@@ -175,8 +178,8 @@ class [[nodiscard]] TlbBatch {
   bool full_ = false;
   bool global_ = false;
   bool pending_ = false;
-  Deferred frees_[kMaxDeferredFrees];
-  u32 free_count_ = 0;
+  u64 releases_[kMaxDeferredReleases];
+  u32 release_count_ = 0;
   TlbBatchStats stats_;
 };
 

@@ -41,22 +41,34 @@ enum class FrameOwner : u8 {
 inline constexpr u32 kNoFrameLink = ~u32{0};
 
 struct Frame {
-  // References from mappings and from the core; 1 when first allocated, 0
-  // when free or cached. Freeing takes it from 1 to 0 with a compare-and-swap.
+  // References: one for each page-table entry that maps the frame, one for
+  // each removed entry whose drop waits for a TLB shootdown (the TlbBatch
+  // holds it), one for each page-table page's place in its tree. 1 when
+  // first allocated, 0 when free or cached. The last drop frees the frame
+  // (PhysicalMemory::put_frame).
   Atomic<u32> refcount{0};
+  // Page-table entries that map the frame right now (Linux's _mapcount):
+  // refcount minus the drops still waiting for their shootdown. A mapping
+  // leaves it the moment its entry is cleared; its reference only after the
+  // flush. Anonymous and shared memory only (0 for page tables and kernel
+  // frames). Copy-on-write accounting counts sharers with it
+  // (address_space.hpp).
+  Atomic<u32> mapcount{0};
   FrameState state = FrameState::Reserved;
   FrameOwner owner = FrameOwner::Reserved;
   // For a block head (Free or Allocated): log2 of the block's frame count.
   u8 order = 0;
   u8 flags = 0;
   // Free-list links, as indices into the FrameTable; kNoFrameLink ends a list.
+  // Unused while the frame is allocated (reclaim's aging lists will use them).
   u32 next = kNoFrameLink;
   u32 prev = kNoFrameLink;
-  // Owner-defined word: a back pointer, a tag, a page-table level.
+  // Owner-defined word: a page table's count of non-empty entries, a tag.
   u64 owner_data = 0;
 };
 
-static_assert(sizeof(Frame) == 24, "keep the per-frame record small: it exists for every frame of RAM");
+// 32 bytes: under 1% of the RAM it describes (Linux's struct page is 64).
+static_assert(sizeof(Frame) == 32, "keep the per-frame record small: it exists for every frame of RAM");
 
 const char* frame_state_name(FrameState state);
 const char* frame_owner_name(FrameOwner owner);

@@ -134,38 +134,30 @@ class PhysicalMemory {
     if (!checked.ok()) {
       return checked.status();
     }
-    const Pfn pfn = checked.value();
-    Frame& frame = table_[pfn];
     u32 expected = 1;
-    if (!frame.refcount.compare_exchange_strong(expected, 0, MemoryOrder::AcqRel)) {
+    if (!table_[checked.value()].refcount.compare_exchange_strong(expected, 0, MemoryOrder::AcqRel)) {
       return expected == 0 ? Status::NotFound : Status::Busy;
     }
-    frame.owner = FrameOwner::Free;
-    poison(pfn, 1);
-    if (zone_free_.load(MemoryOrder::Relaxed) < config_.watermarks.reserve + zone_committed_.load(MemoryOrder::Relaxed))
-        [[unlikely]] {
-      // The reserve is short (an emergency allocation took from it): refill
-      // it first, rather than let the next ordinary allocation find this
-      // frame in the cache.
-      {
-        ZoneGuard zone(*this);
-        frame.refcount.store(1, MemoryOrder::Relaxed);
-        const Status freed = allocator_.free(pfn, 1);
-        MM_ASSERT(freed == Status::Ok);
-      }
-      notify(false, address, 1, FrameOwner::Free);
-      return Status::Ok;
-    }
-    {
-      CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
-      LockGuard guard(cache.lock);
-      cache.push(pfn);
-      if (cache.count() > config_.cache_high) {
-        drain_locked(cache, config_.cache_batch);
-      }
-    }
-    notify(false, address, 1, FrameOwner::Free);
+    release_unreferenced(checked.value());
     return Status::Ok;
+  }
+
+  // Drops one reference to a single allocated frame; the last one frees it,
+  // as free_frame would. Returns whether it freed. How the TLB batch lets go
+  // of a removed mapping's frame, and of a page table, once no TLB can reach
+  // either. Dropping a reference nobody holds is a broken invariant.
+  bool put_frame(PhysAddr address) MM_EXCLUDES(zone_lock_) {
+    const Pfn pfn = Pfn::containing(address);
+    Frame& frame = table_[pfn];
+    const u32 before = frame.refcount.fetch_sub(1, MemoryOrder::AcqRel);
+    MM_ASSERT(before >= 1);
+    if (before != 1) {
+      return false;
+    }
+    MM_ASSERT(frame.state == FrameState::Allocated && frame.order == 0);
+    MM_ASSERT(frame.mapcount.load(MemoryOrder::Relaxed) == 0);  // every mapping left before its reference
+    release_unreferenced(pfn);
+    return true;
   }
 
   // A contiguous run straight from the allocator (no cache): DMA buffers,
@@ -285,20 +277,6 @@ class PhysicalMemory {
     committed_ -= frames;
   }
 
-  // Frees a block whose last reference the caller has already dropped
-  // (refcount 0): how a TLB batch frees the frames of an unmap once the
-  // stale translations are gone.
-  Status free_unreferenced(PhysAddr first, FrameCount count) MM_EXCLUDES(zone_lock_) {
-    if (!first.is_page_aligned() || !table_.contains(Pfn::containing(first))) {
-      return !first.is_page_aligned() ? Status::InvalidArgument : Status::BadAddress;
-    }
-    u32 expected = 0;
-    if (!table_[Pfn::containing(first)].refcount.compare_exchange_strong(expected, 1, MemoryOrder::AcqRel)) {
-      return Status::Busy;  // someone took a new reference: not ours to free
-    }
-    return count == 1 ? free_frame(first) : free_run(first, count);
-  }
-
   // Lock-free: reads the allocator's free count as of its last change.
   Pressure pressure() const { return pressure_for(zone_free_.load(MemoryOrder::Relaxed), config_.watermarks); }
 
@@ -358,6 +336,38 @@ class PhysicalMemory {
                             : draws_commitment               ? config_.watermarks.reserve
                                                              : config_.watermarks.reserve + committed_;
     return free > kept ? free - kept : 0;
+  }
+
+  // The tail of every single-frame free: `pfn`'s last reference is gone
+  // (refcount 0). Poisons it and parks it in this CPU's cache, or hands it
+  // straight back to the allocator when the reserve is short.
+  void release_unreferenced(Pfn pfn) MM_EXCLUDES(zone_lock_) {
+    Frame& frame = table_[pfn];
+    frame.owner = FrameOwner::Free;
+    poison(pfn, 1);
+    if (zone_free_.load(MemoryOrder::Relaxed) < config_.watermarks.reserve + zone_committed_.load(MemoryOrder::Relaxed))
+        [[unlikely]] {
+      // The reserve is short (an emergency allocation took from it): refill
+      // it first, rather than let the next ordinary allocation find this
+      // frame in the cache.
+      {
+        ZoneGuard zone(*this);
+        frame.refcount.store(1, MemoryOrder::Relaxed);
+        const Status freed = allocator_.free(pfn, 1);
+        MM_ASSERT(freed == Status::Ok);
+      }
+      notify(false, pfn.address(), 1, FrameOwner::Free);
+      return;
+    }
+    {
+      CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
+      LockGuard guard(cache.lock);
+      cache.push(pfn);
+      if (cache.count() > config_.cache_high) {
+        drain_locked(cache, config_.cache_batch);
+      }
+    }
+    notify(false, pfn.address(), 1, FrameOwner::Free);
   }
 
   Result<Pfn> allocate_cached(FrameOwner owner, AllocFlags flags) MM_EXCLUDES(zone_lock_) {

@@ -16,8 +16,22 @@
 // frame, so the copy a later write needs cannot fail for lack of memory
 // (SerenityOS's committed pages). The accounting invariant: the commitments
 // outstanding equal the sum, over frames shared copy-on-write, of their
-// reference count minus one. A write to a copy-on-write page copies only if
-// the frame is still shared; its last user just takes it writable.
+// mapcount minus one (Frame::mapcount: mappings, not references; a removed
+// mapping's reference lingers until its shootdown). A write to a
+// copy-on-write page copies only if the frame is still shared; its last user
+// takes it writable once no other reference is left (break_cow_locked).
+//
+// References: a mapping's reference on its frame is dropped by the TLB batch
+// after the flush that removed the mapping from every TLB, never when the
+// entry changes (tlb_batch.hpp; docs/TLB_COHERENCE.md, "Reference drops").
+// This holds for every path that removes a mapping: the copy-on-write copy,
+// unmap, a Replace map, fork's undo, and teardown.
+//
+// Pins: a pinned page keeps the frame it has. Pinning gives every page of
+// the range a frame of its own (no zero frame, no copy-on-write sharing),
+// and fork copies a pinned page for the child instead of sharing it (Linux
+// after CVE-2020-29374): a write by either space can then never move the
+// pinned page to another frame.
 //
 // Every operation either succeeds or returns a Status and changes nothing,
 // with one documented exception (a Replace map whose populate runs out of
@@ -176,6 +190,13 @@ class AddressSpace {
     int count_ = 0;
   };
 
+  // Does fork share this region's frames copy-on-write? (Device memory is
+  // shared as it is, Shared regions are shared for good, and a pinned
+  // region's pages are copied for the child.)
+  static bool shares_copy_on_write(const Region& r) {
+    return r.kind != RegionKind::Physical && r.kind != RegionKind::Guard && r.fork == ForkPolicy::Private && r.pins == 0;
+  }
+
   static bool range_ok(VirtAddr address, u64 length) {
     return length != 0 && address.is_page_aligned() && (length & kPageMask) == 0 && in_user_space(address, length);
   }
@@ -201,15 +222,22 @@ class AddressSpace {
   // visible changes.
   Status split_large_edges_locked(VirtAddr lo, VirtAddr hi, Batch& batch) MM_REQUIRES(lock_);
   void remove_region_locked(Region* region, Batch& batch) MM_REQUIRES(lock_);
-  // Drops this space's reference to the frame a leaf maps.
+  // The leaf's mapping of its frame is gone: mapcount falls now (and a
+  // copy-on-write sharer's commitment with it), the reference after the flush.
   void release_leaf(const Region& region, Pte leaf, PageSize size, Batch& batch);
   bool covered_locked(VirtAddr lo, VirtAddr hi) const MM_REQUIRES(lock_);
   bool any_pinned_locked(VirtAddr lo, VirtAddr hi) const MM_REQUIRES(lock_);
   // The leaf a region's protection gives `frame` (never writable for the
   // zero frame or a copy-on-write frame; parked for Prot::None).
   Pte leaf_for(const Region& region, PhysAddr frame, u64 keep_bits) const;
-  FaultOutcome fault_locked(VirtAddr address, Access access, AccessMode mode, Batch& batch) MM_REQUIRES(lock_);
-  Status populate_locked(VirtAddr lo, VirtAddr hi, Batch& batch) MM_REQUIRES(lock_);
+  // Unshare::Yes: the page must end with a frame of its own (fault_locked).
+  enum class Unshare : u8 { No, Yes };
+  FaultOutcome fault_locked(VirtAddr address, Access access, AccessMode mode, Batch& batch,
+                            Unshare unshare = Unshare::No) MM_REQUIRES(lock_);
+  FaultOutcome map_backing_locked(const Region& region, VirtAddr page, Access access, Unshare unshare, Batch& batch)
+      MM_REQUIRES(lock_);
+  FaultOutcome break_cow_locked(const Region& region, VirtAddr page, Pte leaf, Batch& batch) MM_REQUIRES(lock_);
+  Status populate_locked(VirtAddr lo, VirtAddr hi, Batch& batch, Unshare unshare = Unshare::No) MM_REQUIRES(lock_);
   bool map_large_physical_locked(const Region& region, VirtAddr page) MM_REQUIRES(lock_);
   Result<PhysAddr> kernel_access_locked(VirtAddr address, Access access, Batch& batch) MM_REQUIRES(lock_);
 

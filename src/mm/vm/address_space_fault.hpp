@@ -24,8 +24,14 @@ FaultOutcome AddressSpace<P>::handle_fault(VirtAddr address, Access access, Acce
 // frame), the zero frame or a copy-on-write frame on a write (a frame of its
 // own: copied only if still shared), or an entry that already allows the
 // access (a stale translation: nothing to do).
+//
+// With Unshare::Yes (pin's populate, Linux's FAULT_FLAG_UNSHARE) the page
+// ends with a frame of its own whatever the access: never the zero frame,
+// never one shared copy-on-write, so that the pinned frame stays the one
+// this page maps. A pinned region's later faults do the same.
 template <Platform P>
-FaultOutcome AddressSpace<P>::fault_locked(VirtAddr address, Access access, AccessMode mode, Batch& batch) {
+FaultOutcome AddressSpace<P>::fault_locked(VirtAddr address, Access access, AccessMode mode, Batch& batch,
+                                           Unshare unshare) {
   if (!address.is_canonical() || (mode == AccessMode::User && address.value() >= kUserSpaceEnd)) {
     return FaultOutcome::Segv;
   }
@@ -37,83 +43,124 @@ FaultOutcome AddressSpace<P>::fault_locked(VirtAddr address, Access access, Acce
   if (region->prot == Prot::None || !allows(region->prot, need)) {
     return FaultOutcome::Segv;
   }
+  if (region->pins > 0) unshare = Unshare::Yes;
   const VirtAddr page(align_down(address.value(), kPageSize));
   const Result<Translation> now = tables_.query(page);
-
   if (!now.ok()) {
-    PhysAddr frame;
-    FaultOutcome outcome = FaultOutcome::MapBacking;
-    if (region->kind == RegionKind::Physical) {
-      if (map_large_physical_locked(*region, page)) return FaultOutcome::MapBacking;
-      frame = region->physical + (page.value() - region->base.value());
-    } else if (access != Access::Write && region->fork == ForkPolicy::Private) {
-      frame = vm_.zero_frame();
-      outcome = FaultOutcome::MapBackingReadOnly;
-    } else {
-      const FrameOwner owner = region->fork == ForkPolicy::Shared ? FrameOwner::Shared : FrameOwner::Anonymous;
-      const Result<PhysAddr> fresh = vm_.memory().allocate_frame(owner, AllocFlags::Zero);
-      if (!fresh.ok()) return FaultOutcome::OutOfMemory;
-      frame = fresh.value();
-    }
-    if (tables_.set_leaf(page, leaf_for(*region, frame, 0), batch) != Status::Ok) {
-      if (outcome == FaultOutcome::MapBacking && region->kind != RegionKind::Physical) {
-        frame_of(frame).refcount.store(0, MemoryOrder::Relaxed);
-        batch.free_after_flush(frame, 1);
-      }
-      return FaultOutcome::OutOfMemory;
-    }
-    return outcome;
+    return map_backing_locked(*region, page, access, unshare, batch);
   }
 
   const Pte leaf = now.value().leaf;
   const bool allowed = leaf.present() && (access == Access::Read || (access == Access::Write && leaf.writable()) ||
                                           (access == Access::Execute && !leaf.no_execute()));
-  if (allowed) {
+  const bool shared_frame =
+      leaf.present() && region->kind != RegionKind::Physical && (leaf.address() == vm_.zero_frame() || leaf.copy_on_write());
+  if (allowed && !(unshare == Unshare::Yes && shared_frame)) {
     return FaultOutcome::Complete;
   }
-  if (access != Access::Write || !leaf.present()) {
+  if (!leaf.present() || (access != Access::Write && unshare == Unshare::No) || !shared_frame) {
     return FaultOutcome::Segv;  // the entry disagrees with a region that allows the access: not ours to fix
   }
 
-  const PhysAddr old = leaf.address();
   const u64 keep = leaf.raw() & pte::kAccessed;
-  if (old == vm_.zero_frame()) {
+  if (leaf.address() == vm_.zero_frame()) {
     const Result<PhysAddr> fresh = vm_.memory().allocate_frame(FrameOwner::Anonymous, AllocFlags::Zero);
     if (!fresh.ok()) return FaultOutcome::OutOfMemory;
+    frame_of(fresh.value()).mapcount.store(1, MemoryOrder::Relaxed);
     const Status set = tables_.set_leaf(page, leaf_for(*region, fresh.value(), keep), batch);
     MM_ASSERT(set == Status::Ok);  // the table exists: the zero frame is mapped there
     return FaultOutcome::MapBacking;
   }
+  return break_cow_locked(*region, page, leaf, batch);
+}
 
-  // A copy-on-write frame. Its only user takes it as it is.
-  Frame& shared = frame_of(old);
-  if (shared.refcount.load(MemoryOrder::Acquire) == 1) {
-    shared.owner = FrameOwner::Anonymous;
-    const Status set = tables_.set_leaf(page, leaf_for(*region, old, keep), batch);
-    MM_ASSERT(set == Status::Ok);
+// Nothing mapped at `page` yet: the region's device frame, the zero frame
+// (a read of private memory), or a zeroed frame of the page's own.
+template <Platform P>
+FaultOutcome AddressSpace<P>::map_backing_locked(const Region& region, VirtAddr page, Access access, Unshare unshare,
+                                                 Batch& batch) {
+  if (region.kind == RegionKind::Physical) {
+    if (map_large_physical_locked(region, page)) return FaultOutcome::MapBacking;
+    const PhysAddr device = region.physical + (page.value() - region.base.value());
+    if (tables_.set_leaf(page, leaf_for(region, device, 0), batch) != Status::Ok) return FaultOutcome::OutOfMemory;
     return FaultOutcome::MapBacking;
   }
-  // Still shared: copy. An ordinary frame if there is one; else one of the
-  // frames fork committed for exactly this.
+  if (access != Access::Write && region.fork == ForkPolicy::Private && unshare == Unshare::No) {
+    if (tables_.set_leaf(page, leaf_for(region, vm_.zero_frame(), 0), batch) != Status::Ok) {
+      return FaultOutcome::OutOfMemory;
+    }
+    return FaultOutcome::MapBackingReadOnly;
+  }
+  const FrameOwner owner = region.fork == ForkPolicy::Shared ? FrameOwner::Shared : FrameOwner::Anonymous;
+  const Result<PhysAddr> fresh = vm_.memory().allocate_frame(owner, AllocFlags::Zero);
+  if (!fresh.ok()) return FaultOutcome::OutOfMemory;
+  if (tables_.set_leaf(page, leaf_for(region, fresh.value(), 0), batch) != Status::Ok) {
+    const Status freed = vm_.memory().free_frame(fresh.value());  // never mapped: no TLB has seen it
+    MM_ASSERT(freed == Status::Ok);
+    return FaultOutcome::OutOfMemory;
+  }
+  frame_of(fresh.value()).mapcount.store(1, MemoryOrder::Relaxed);
+  return FaultOutcome::MapBacking;
+}
+
+// A write to a copy-on-write page (or pin's unshare): the page gets a frame
+// of its own. Who may do what, with several sharers faulting at once:
+//
+//  - refcount 1: this mapping is the frame's only reference: no other
+//    mapping, and no removed one whose drop still waits for its shootdown
+//    (whose CPUs might still read through it). Take the frame as it is.
+//  - mapcount > 1: another mapping shares it. Claim a sharer's place by
+//    taking mapcount down by one (a compare-and-swap, so that of two sharers
+//    faulting together only one copies when one copy is all fork committed),
+//    then copy. A claimed place carries one of fork's commitments: the copy
+//    draws on it if memory is short, else gives it back.
+//  - mapcount 1 and refcount > 1: the last mapping, waiting for the other
+//    sharers' drops. Wait for them (they are in flight: each belongs to a
+//    batch that is flushing, or about to), holding no pending drop of our
+//    own, so two waiters cannot wait on each other; then take the frame.
+//
+// The old frame's reference goes to the batch: dropped after the flush.
+template <Platform P>
+FaultOutcome AddressSpace<P>::break_cow_locked(const Region& region, VirtAddr page, Pte leaf, Batch& batch) {
+  const PhysAddr old = leaf.address();
+  const u64 keep = leaf.raw() & pte::kAccessed;
+  Frame& shared = frame_of(old);
+  u32 sharers = 0;
+  for (;;) {
+    if (shared.refcount.load(MemoryOrder::Acquire) == 1) {
+      shared.owner = FrameOwner::Anonymous;
+      const Status set = tables_.set_leaf(page, leaf_for(region, old, keep), batch);
+      MM_ASSERT(set == Status::Ok);
+      return FaultOutcome::MapBacking;
+    }
+    sharers = shared.mapcount.load(MemoryOrder::Acquire);
+    while (sharers > 1 && !shared.mapcount.compare_exchange_strong(sharers, sharers - 1, MemoryOrder::AcqRel)) {
+    }
+    if (sharers > 1) break;
+    batch.flush();
+    while (shared.refcount.load(MemoryOrder::Acquire) != 1 && shared.mapcount.load(MemoryOrder::Acquire) == 1) {
+      vm_.coherence().handle_ipi();
+      vm_.platform().relax();
+    }
+  }
+
+  // Copy: an ordinary frame if there is one, else the commitment claimed above.
   bool drew_commitment = false;
   Result<PhysAddr> copy = vm_.memory().allocate_frame(FrameOwner::Anonymous);
-  if (!copy.ok() && leaf.copy_on_write()) {
+  if (!copy.ok()) {
     copy = vm_.memory().allocate_frame(FrameOwner::Anonymous, AllocFlags::Committed);
     drew_commitment = copy.ok();
   }
-  if (!copy.ok()) return FaultOutcome::OutOfMemory;
-  __builtin_memcpy(vm_.platform().direct_map(copy.value()), vm_.platform().direct_map(old), kPageSize);
-  const Status set = tables_.set_leaf(page, leaf_for(*region, copy.value(), keep), batch);
-  MM_ASSERT(set == Status::Ok);
-  // Drop this space's share of the old frame. Each sharer beyond the first
-  // carries one commitment: give it back unless the copy already used it, or
-  // the other sharers let go meanwhile (then it was given back by them).
-  const u32 before = shared.refcount.fetch_sub(1, MemoryOrder::AcqRel);
-  if (before == 1) {
-    batch.free_after_flush(old, 1);
-  } else if (leaf.copy_on_write() && !drew_commitment) {
-    vm_.memory().uncommit(1);
+  if (!copy.ok()) {
+    shared.mapcount.fetch_add(1, MemoryOrder::AcqRel);  // give the place back: nothing changed
+    return FaultOutcome::OutOfMemory;
   }
+  if (!drew_commitment) vm_.memory().uncommit(1);
+  __builtin_memcpy(vm_.platform().direct_map(copy.value()), vm_.platform().direct_map(old), kPageSize);
+  frame_of(copy.value()).mapcount.store(1, MemoryOrder::Relaxed);
+  const Status set = tables_.set_leaf(page, leaf_for(region, copy.value(), keep), batch);
+  MM_ASSERT(set == Status::Ok);
+  batch.release_after_flush(old);
   return FaultOutcome::CopyBacking;
 }
 
@@ -132,12 +179,12 @@ bool AddressSpace<P>::map_large_physical_locked(const Region& region, VirtAddr p
 }
 
 template <Platform P>
-Status AddressSpace<P>::populate_locked(VirtAddr lo, VirtAddr hi, Batch& batch) {
+Status AddressSpace<P>::populate_locked(VirtAddr lo, VirtAddr hi, Batch& batch, Unshare unshare) {
   for (VirtAddr page = lo; page < hi; page = page + kPageSize) {
     const Region* region = regions_.find(page);
     if (region == nullptr || region->kind == RegionKind::Guard || region->prot == Prot::None) continue;
     const Access access = allows(region->prot, Prot::Write) ? Access::Write : Access::Read;
-    const FaultOutcome outcome = fault_locked(page, access, AccessMode::Kernel, batch);
+    const FaultOutcome outcome = fault_locked(page, access, AccessMode::Kernel, batch, unshare);
     if (outcome == FaultOutcome::OutOfMemory) return Status::OutOfMemory;
     MM_ASSERT(outcome != FaultOutcome::Segv);
   }

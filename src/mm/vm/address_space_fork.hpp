@@ -26,10 +26,11 @@ Status AddressSpace<P>::fork(AddressSpace& child) {
   }
 
   // 1. Commit a frame for every frame that becomes copy-on-write, so a
-  //    later write fault in either space can always copy.
+  //    later write fault in either space can always copy. (Pinned pages are
+  //    copied now instead.)
   FrameCount to_share = 0;
   for (const Region* r = regions_.first(); r != nullptr; r = regions_.next(r)) {
-    if (r->kind == RegionKind::Physical || r->kind == RegionKind::Guard || r->fork != ForkPolicy::Private) continue;
+    if (!shares_copy_on_write(*r)) continue;
     tables_.for_each_leaf(r->base, r->size, [&](VirtAddr, Pte leaf, PageSize) {
       to_share += leaf.address() != vm_.zero_frame() ? 1 : 0;
     });
@@ -68,16 +69,26 @@ Status AddressSpace<P>::fork(AddressSpace& child) {
       const PhysAddr frame = mine.address(leaf_level(size));
       if (r->kind == RegionKind::Physical || frame == vm_.zero_frame()) {
         theirs = mine;
-        return;
+        return Status::Ok;
+      }
+      if (r->fork == ForkPolicy::Private && r->pins > 0) {
+        // A pinned page stays this space's alone: the child gets a copy now.
+        const PhysAddr copy = MM_TRY(vm_.memory().allocate_frame(FrameOwner::Anonymous));
+        __builtin_memcpy(vm_.platform().direct_map(copy), vm_.platform().direct_map(frame), kPageSize);
+        frame_of(copy).mapcount.store(1, MemoryOrder::Relaxed);
+        theirs = leaf_for(*r, copy, mine.raw() & pte::kAccessed);
+        return Status::Ok;
       }
       Frame& f = frame_of(frame);
       f.refcount.fetch_add(1, MemoryOrder::Relaxed);
+      f.mapcount.fetch_add(1, MemoryOrder::AcqRel);
       if (r->fork == ForkPolicy::Private) {
         mine = mine.without(pte::kWritable).with(pte::kCopyOnWrite);
         f.owner = FrameOwner::CowShared;
         ++shared;
       }
       theirs = mine;
+      return Status::Ok;
     });
   }
   batch.flush();

@@ -179,7 +179,7 @@ Status AddressSpace<P>::pin(VirtAddr address, u64 length) {
   Spares spares(vm_);
   MM_TRY(spares.reserve(2));
   Batch batch = new_batch();
-  Status populated = populate_locked(address, hi, batch);
+  Status populated = populate_locked(address, hi, batch, Unshare::Yes);
   // A device region's 2 MiB page across an edge is split now: the regions
   // are about to be split there, and tearing one down later must not need
   // a page table it cannot get.
@@ -318,13 +318,12 @@ void AddressSpace<P>::release_leaf(const Region& region, Pte leaf, PageSize size
     return;
   }
   MM_ASSERT(size == PageSize::Size4K);  // anonymous memory is mapped in 4 KiB pages
-  const u32 before = frame_of(frame).refcount.fetch_sub(1, MemoryOrder::AcqRel);
-  MM_ASSERT(before >= 1);
-  if (before == 1) {
-    batch.free_after_flush(frame, 1);
-  } else if (leaf.copy_on_write()) {
+  const u32 sharers = frame_of(frame).mapcount.fetch_sub(1, MemoryOrder::AcqRel);
+  MM_ASSERT(sharers >= 1);
+  if (leaf.copy_on_write() && sharers > 1) {
     vm_.memory().uncommit(1);  // one fewer sharer that might need a copy
   }
+  batch.release_after_flush(frame);
 }
 
 template <Platform P>
