@@ -94,10 +94,18 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
   pmm_config.fail_hook = m->injector_->fail_hook();
   m->memory_ = std::make_unique<EmuMemory>(m->platform_, *m->table_, *m->allocator_, pmm_config);
   if (config.schedule.deterministic) m->oracle_ = std::make_unique<Oracle>(*m, frames);
+  mm::ReferenceDropObserver drops;
+  if (m->oracle_) {
+    drops.context = m->oracle_.get();
+    drops.dropping = [](void* oracle, const mm::TlbContext* space, mm::PhysAddr frame) {
+      static_cast<Oracle*>(oracle)->reference_dropped(space, frame.value());
+    };
+  }
   m->vm_ = std::make_unique<EmuVm>(m->platform_, *m->memory_,
                                    mm::TlbCoherenceConfig{.policy = config.shootdown,
                                                           .flush_threshold = config.flush_threshold,
-                                                          .pcid = config.pcid});
+                                                          .pcid = config.pcid,
+                                                          .observer = drops});
   for (std::uint32_t i = 0; i < config.cpus; ++i) {
     auto cpu = std::make_unique<EmuCpu>(named.geometry);
     cpu->id = i;

@@ -88,6 +88,37 @@ void Oracle::frames_freed(std::uint64_t first, std::uint64_t count) {
   }
 }
 
+void Oracle::reference_dropped(const mm::TlbContext* context, std::uint64_t frame) {
+  if (context == nullptr) return;
+  const auto& coherence = machine_.vm().coherence();
+  for (std::uint32_t c = 0; c < machine_.cpu_count(); ++c) {
+    EmuCpu& cpu = machine_.cpu(c);
+    const auto of_space = [&](hw::Pcid pcid) { return coherence.usable_context(c, mm::Pcid{pcid}) == context; };
+    std::optional<hw::TlbEntry> stale;
+    cpu.tlb.for_each([&](const hw::TlbEntry& e, hw::TlbLevel) {
+      if (!stale && !e.global && e.frame <= frame && frame < e.frame + e.bytes() && of_space(e.pcid)) stale = e;
+    });
+    if (stale) {
+      report("O5", fmt::format("a reference to frame {:#x} was dropped while cpu {} can still reach it through {:#x} "
+                               "(pcid {}, {}) in the space that held it",
+                               frame, c, stale->page, stale->pcid, stale->rights.writable ? "writable" : "read-only"));
+      return;
+    }
+    if (cpu.psc) {
+      std::optional<hw::PagingStructureCache::Entry> cached;
+      cpu.psc->for_each([&](const hw::PagingStructureCache::Entry& e) {
+        if (!cached && e.table == frame && of_space(e.pcid)) cached = e;
+      });
+      if (cached) {
+        report("O5", fmt::format("page table {:#x} left its tree while cpu {}'s paging-structure cache points at it "
+                                 "(level {} entry for {:#x}, pcid {})",
+                                 frame, c, cached->level, cached->va_base, cached->pcid));
+        return;
+      }
+    }
+  }
+}
+
 void Oracle::operation_returned(const char* operation, std::uint64_t root, const mm::TlbContext& context) {
   const auto& coherence = machine_.vm().coherence();
   for (std::uint32_t c = 0; c < machine_.cpu_count(); ++c) {

@@ -11,6 +11,12 @@
 //       under such a PCID points at it;
 //   O4  a TLB hit agrees with a fresh walk of the page tables, unless a
 //       shootdown of the space is under way or one is queued for the CPU;
+//   O5  no reference a removed translation held is dropped while a CPU can
+//       still use, in the sense of O1, a translation of that space to the
+//       frame (or, for a page table, a paging-structure cache entry to it):
+//       the TLB batch drops references after its shootdown, not before, so
+//       that another sharer's last drop cannot free a frame this space's
+//       CPUs still reach;
 //   and no frame is handed out twice. (No leak at the end is the runner's
 //   check.)
 //
@@ -48,6 +54,8 @@ class Oracle {
   void frames_freed(std::uint64_t first, std::uint64_t count);
   // When an operation on the space with `root`/`context` has returned.
   void operation_returned(const char* operation, std::uint64_t root, const mm::TlbContext& context);
+  // A TLB batch of the space behind `context` is about to drop a reference to `frame`.
+  void reference_dropped(const mm::TlbContext* context, std::uint64_t frame);
   // A TLB hit of `entry` for `va` on the calling CPU, whose tables are at `root`.
   void tlb_hit(std::uint64_t va, const hw::TlbEntry& entry, std::uint64_t root, const mm::TlbContext* context);
 

@@ -163,6 +163,7 @@ class [[nodiscard]] TlbBatch {
 
   void drop_deferred() {
     for (u32 i = 0; i < release_count_; ++i) {
+      if (target_.coherence != nullptr) target_.coherence->note_reference_drop(target_.context, PhysAddr(releases_[i]));
       stats_.frames_freed += memory_.put_frame(PhysAddr(releases_[i])) ? 1 : 0;
     }
     stats_.references_dropped += release_count_;

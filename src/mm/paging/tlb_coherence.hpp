@@ -39,10 +39,19 @@
 
 namespace mm {
 
+// Told, before each reference a TLB batch drops, which space's removed
+// translation held it (the emulator's oracle checks that no TLB can still
+// reach the frame through that space). Unset: one untaken branch.
+struct ReferenceDropObserver {
+  void (*dropping)(void* context, const TlbContext* space, PhysAddr frame) = nullptr;
+  void* context = nullptr;
+};
+
 struct TlbCoherenceConfig {
   ShootdownPolicy policy = ShootdownPolicy::Batched;
   u32 flush_threshold = 32;  // pages above which a request is a full flush of the space
   bool pcid = false;         // CR4.PCIDE is set on every CPU
+  ReferenceDropObserver observer{};
 };
 
 struct ShootdownStats {
@@ -78,6 +87,10 @@ class TlbCoherence {
   TlbCoherence& operator=(const TlbCoherence&) = delete;
 
   const TlbCoherenceConfig& config() const { return config_; }
+  // A TLB batch of `space` is about to drop a reference to `frame` (ReferenceDropObserver).
+  void note_reference_drop(const TlbContext* space, PhysAddr frame) const {
+    if (config_.observer.dropping != nullptr) config_.observer.dropping(config_.observer.context, space, frame);
+  }
   ShootdownPolicy policy() const { return config_.policy; }
 
   // The calling CPU starts (or stops) taking part: it may be sent requests
