@@ -93,17 +93,17 @@ case $case in
     expect 1 "$pagelab" explore "$untouched" --seeds 1..40 --jobs 2 --quiet --shootdown unsafe-local-only --allow-unsafe \
       --inject spec-fill:0.5 --record "$work/r"
     has "$work/out" "inject spec-fill:0.5"
-    has "$work/out" "oracle: O1 violated"
+    has "$work/out" "oracle: O5 violated"
     has "$work/out" "^reproduce: .* --inject spec-fill:0.5"
     has "$work/r" "^inject spec-fill:0.5$"
     cp "$work/out" "$work/summary"
     expect 1 "$pagelab" replay "$work/r" --trace none
-    has "$work/err" "oracle: O1 violated"
+    has "$work/err" "oracle: O5 violated"
     # The reproduce command reproduces.
     cmd=$(sed -n 's/^reproduce: //p' "$work/summary")
     [ -n "$cmd" ] || die "no reproduce line"
     eval "$cmd --trace none" >"$work/out" 2>"$work/err" && die "the reproduce command passed: $cmd"
-    has "$work/err" "oracle: O1 violated"
+    has "$work/err" "oracle: O5 violated"
     # Under the correct protocol every seed holds, with every injection.
     expect 0 "$pagelab" explore "$untouched" --seeds 1..100 --jobs 2 --quiet --inject spec-fill:0.5,evict:0.3,ipi-delay:4
     expect 0 "$pagelab" explore "$race" --seeds 1..100 --jobs 2 --quiet --strategy pct:3 --inject spec-fill:0.5,evict:0.3,ipi-delay:4

@@ -950,10 +950,11 @@ class Differential {
     }
     const u64 per_slab = mm::ObjectPool<mm::Region, pagelab::HostPlatform>::kPerSlab;
     const u64 slabs = kernel - balloon_.size();
-    if (data != model_.stores() + 1 || table_frames != tables || other != 0 || used != data + table_frames + kernel ||
+    // Page tables: the spaces' and the VM system's idle root.
+    if (data != model_.stores() + 1 || table_frames != tables + 1 || other != 0 || used != data + table_frames + kernel ||
         slabs < (live_regions + per_slab - 1) / per_slab || slabs > live_regions) {
       return fail(format("sweep: %" PRIu64 " frames in use: %" PRIu64 " data (the model: %" PRIu64
-                         " stores and the zero frame), %" PRIu64 " page tables (%" PRIu64 " in the tables), %" PRIu64
+                         " stores and the zero frame), %" PRIu64 " page tables (%" PRIu64 " in the tables and the idle root), %" PRIu64
                          " kernel (%zu balloon, slabs for %" PRIu64 " regions), %" PRIu64 " other",
                          used, data, model_.stores(), table_frames, tables, kernel, balloon_.size(), live_regions,
                          other));

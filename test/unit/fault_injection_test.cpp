@@ -421,7 +421,9 @@ TEST(FaultInjectionRun, SpeculativeFillsFindAMissingShootdownNoAccessShows) {
     const emu::RunResult injected = run(s, spec_of("spec-fill:0.5"), unsafe);
     if (injected.exit_code != 0) {
       ++injected_failures;
-      EXPECT_NE(injected.report.find("oracle: O1 violated"), std::string::npos) << injected.report;
+      // The unmap's reference is dropped with CPU 1 still holding the
+      // translation: O5, before the free would trip O1.
+      EXPECT_NE(injected.report.find("oracle: O5 violated"), std::string::npos) << injected.report;
     }
     const emu::RunResult correct = run(s, spec_of("spec-fill:0.5"), RunSettings::seeded(seed));
     EXPECT_EQ(correct.exit_code, 0) << correct.report;

@@ -105,7 +105,7 @@ class TlbCoherenceTest : public ::testing::Test {
     platform.ipis.clear();
   }
   void run_on(CpuId cpu, TlbContext& context, u64 root) {
-    platform.as(cpu, [&] { coherence->switch_to(context, PhysAddr(root)); });
+    platform.as(cpu, [&] { EXPECT_TRUE(coherence->switch_to(context, PhysAddr(root))); });
   }
   // CPU `initiator` shoots down `pages` of `context`; while it waits, each CPU
   // in `responders` takes its interrupt, in order.

@@ -195,8 +195,7 @@ mm::Status Machine::use_space(const std::string& name) {
   take_interrupts();
   current().space = name;
   // The core picks the PCID and whether the load flushes it (TlbCoherence::switch_to).
-  s->activate();
-  return mm::Status::Ok;
+  return s->activate();
 }
 
 void Machine::cpu_online() { vm_->coherence().cpu_online(); }

@@ -83,9 +83,9 @@ void destroy_space(mm::u8 index) {
 // shootdowns only to the CPUs it knows run it. (Written behind its back,
 // `protect` on the same CPU left the old writable translation in the TLB:
 // test/boot/scenarios/fork_pin_protect.scenario, line 29.)
-void switch_to(KernelSpace& space) { space.activate(); }
-// Back to the kernel's own tables, leaving the space (before it is destroyed).
-void switch_to_kernel() { kernel_vm().coherence().switch_to_kernel(kernel_vm().kernel_half()->root()); }
+mm::Status switch_to(KernelSpace& space) { return space.activate(); }
+// Back to the kernel's own tables (the core's idle root), leaving the space.
+void switch_to_kernel() { kernel_vm().coherence().switch_to_kernel(); }
 
 // ---------------------------------------------------------------------------
 // Barriers: every CPU that names one waits until all of them are there.
@@ -193,7 +193,7 @@ mm::Status space_operation(const Run& run, const Op& op) {
     case OpCode::Protect: return space->protect(mm::VirtAddr(op.address), op.length, static_cast<mm::Prot>(op.prot));
     case OpCode::Pin: return space->pin(mm::VirtAddr(op.address), op.length);
     case OpCode::Poke: return space->write_u64(mm::VirtAddr(op.address), op.value);
-    case OpCode::Use: switch_to(*space); return mm::Status::Ok;
+    case OpCode::Use: return switch_to(*space);
     default: return mm::Status::InvalidArgument;
   }
 }

@@ -145,14 +145,14 @@ UserRunResult run_user(KernelSpace& space, UserOp op, mm::u64 address, mm::u64 v
   run.context.args[2] = value;
   run.context.args[3] = extra;
   const mm::u64 flags = x86::save_flags_and_disable();
-  const mm::PhysAddr kernel_root(x86::read_cr3() & mm::pte::kAddressMask);
   this_cpu().user_run = &run;
   // Through the core, so the space's active mask has this CPU (it is sent
   // the space's shootdowns from here on) and has it no longer afterwards.
-  space.activate();
+  const mm::Status loaded = space.activate();
+  MM_ASSERT(loaded == mm::Status::Ok);  // a test program runs in a live space
   user_enter(&run.context);
   x86::disable_interrupts();  // a fault handler may have turned them on
-  vm->coherence().switch_to_kernel(kernel_root);
+  vm->coherence().switch_to_kernel();
   this_cpu().user_run = nullptr;
   x86::restore_flags(flags);
   return run.result;

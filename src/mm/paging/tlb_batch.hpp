@@ -90,6 +90,14 @@ class [[nodiscard]] TlbBatch {
     invalidate_all(true);
   }
 
+  // The space is being torn down: the flush also makes every CPU that still
+  // runs it load the idle root (TlbCoherence, "Teardown"), before the root
+  // this batch retires is freed.
+  void leave_space() {
+    invalidate_everywhere();
+    leave_ = true;
+  }
+
   // After the flush, drops one reference to the single frame at `frame`: the
   // reference a removed translation held (the frame is freed if it was the
   // last), or a retired page table's place in its tree.
@@ -110,7 +118,7 @@ class [[nodiscard]] TlbBatch {
     if (drop_first) drop_deferred();
     if (invalidates) {
       if (target_.coherence != nullptr) {
-        target_.coherence->shootdown(target_.context, pages_, page_count_, full_, global_);
+        target_.coherence->shootdown(target_.context, pages_, page_count_, full_, global_, leave_);
       } else {
         flush_locally();
       }
@@ -129,6 +137,7 @@ class [[nodiscard]] TlbBatch {
     page_count_ = 0;
     full_ = false;
     global_ = false;
+    leave_ = false;
   }
 
   const TlbBatchStats& stats() const { return stats_; }
@@ -178,6 +187,7 @@ class [[nodiscard]] TlbBatch {
   u32 page_count_ = 0;
   bool full_ = false;
   bool global_ = false;
+  bool leave_ = false;
   bool pending_ = false;
   u64 releases_[kMaxDeferredReleases];
   u32 release_count_ = 0;

@@ -30,6 +30,14 @@
 //
 // A CPU that is not online (not started, or finished) receives nothing; it
 // flushes everything when it goes offline.
+//
+// Teardown (lazy TLB). A CPU may still have a space loaded when the space is
+// destroyed (it switched to kernel work without loading another CR3, as
+// Linux's lazy TLB mode does). The teardown's last shootdown carries
+// `leave`: every CPU running the space loads the idle root (the kernel's own
+// tables, no user half) under PCID 0 before it acknowledges, so the space's
+// root is freed only when no CR3 points at it. A CPU that tries to load a
+// dying space loads the idle root instead (TlbContext::dying).
 #pragma once
 
 #include "mm/base/panic.hpp"
@@ -77,6 +85,7 @@ class TlbCoherence {
     u32 count = 0;
     bool full = false;        // the whole space
     bool everywhere = false;  // every translation of every space, globals too
+    bool leave = false;       // CPUs running `context` load the idle root (teardown)
     u64 generation = 0;
   };
 
@@ -116,8 +125,15 @@ class TlbCoherence {
     me.done.store(me.posted, MemoryOrder::Release);
   }
 
+  // The tables a CPU loads when it runs no user space: the kernel's own
+  // (VmSystem sets them at init). Teardown makes CPUs leave to them.
+  void set_idle_root(PhysAddr root) { idle_root_ = root; }
+  PhysAddr idle_root() const { return idle_root_; }
+
   // Loads `context` (whose page tables are at `root`) on the calling CPU.
-  void switch_to(TlbContext& context, PhysAddr root) {
+  // False, with the idle root loaded instead, when the space is being torn
+  // down (TlbContext::dying).
+  [[nodiscard]] bool switch_to(TlbContext& context, PhysAddr root) {
     const CpuId self = platform_.current_cpu();
     PerCpu& me = cpus_[self];
     LockGuard guard(me.lock);
@@ -126,11 +142,15 @@ class TlbCoherence {
       set_bit(context.active, self);
       me.current = &context;
     }
+    if (context.dying.load() != 0) {
+      leave_locked(me, self);
+      return false;
+    }
     const u64 generation = context.generation.load();
     if (!config_.pcid) {
       me.slot = kNoSlot;
       platform_.load_address_space(root, Pcid{0}, CrFlush::Yes);
-      return;
+      return true;
     }
     u32 index = find_slot(me, &context);
     bool flush = false;
@@ -145,18 +165,15 @@ class TlbCoherence {
     me.slots[index].generation = generation;
     me.slot = index;
     platform_.load_address_space(root, pcid_of(index), flush ? CrFlush::Yes : CrFlush::No);
+    return true;
   }
 
-  // The calling CPU stops running its space and loads `root` (the kernel's
-  // own tables) under PCID 0.
-  void switch_to_kernel(PhysAddr root) {
+  // The calling CPU stops running its space and loads the idle root under PCID 0.
+  void switch_to_kernel() {
     const CpuId self = platform_.current_cpu();
     PerCpu& me = cpus_[self];
     LockGuard guard(me.lock);
-    if (me.current != nullptr) clear_bit(me.current->active, self);
-    me.current = nullptr;
-    me.slot = kNoSlot;
-    platform_.load_address_space(root, Pcid{0}, CrFlush::Yes);
+    leave_locked(me, self);
   }
 
   // The space behind `context` is being destroyed: no CPU may run it, and
@@ -177,13 +194,16 @@ class TlbCoherence {
   // when each has acknowledged. `context` is null only with `everywhere`.
   // Shootdowns of one context are serialized by the caller (the address
   // space's lock).
-  void shootdown(TlbContext* context, const u64* pages, u32 count, bool full, bool everywhere) {
-    if (config_.policy == ShootdownPolicy::UnsafeNoFlush) return;
-    Flush flush{context, pages, count, full || count > config_.flush_threshold, everywhere, 0};
+  // With `leave` (teardown), every CPU running `context` also leaves it for
+  // the idle root, whatever the policy: an unsafe policy may leave stale
+  // translations, never a freed root in CR3.
+  void shootdown(TlbContext* context, const u64* pages, u32 count, bool full, bool everywhere, bool leave = false) {
+    if (config_.policy == ShootdownPolicy::UnsafeNoFlush && !leave) return;
+    Flush flush{context, pages, count, full || count > config_.flush_threshold, everywhere, leave, 0};
     if (context != nullptr) flush.generation = context->generation.fetch_add(1) + 1;
     const CpuId self = platform_.current_cpu();
     CpuSet targets;
-    if (config_.policy != ShootdownPolicy::UnsafeLocalOnly) {
+    if (config_.policy != ShootdownPolicy::UnsafeLocalOnly || leave) {
       const bool broadcast = everywhere || context == nullptr || config_.policy == ShootdownPolicy::Broadcast;
       targets = CpuSet::from_bits(broadcast ? online_.load() : context->active.load()).without(self);
     }
@@ -323,8 +343,19 @@ class TlbCoherence {
 
   PerCpu& mine() { return cpus_[platform_.current_cpu()]; }
 
+  // The calling CPU runs no user space any more: the idle root, PCID 0.
+  void leave_locked(PerCpu& me, CpuId self) {
+    if (me.current != nullptr) clear_bit(me.current->active, self);
+    me.current = nullptr;
+    me.slot = kNoSlot;
+    platform_.load_address_space(idle_root_, Pcid{0}, CrFlush::Yes);
+  }
+
   // One request's invalidations on the calling CPU.
   void apply_locked(PerCpu& me, const Flush& flush) {
+    if (flush.leave && flush.context == me.current && me.current != nullptr) {
+      leave_locked(me, platform_.current_cpu());
+    }
     if (flush.everywhere) {
       platform_.flush_all();
       bump(me.full_flushes, 1);
@@ -345,6 +376,7 @@ class TlbCoherence {
 
   P& platform_;
   TlbCoherenceConfig config_;
+  PhysAddr idle_root_;
   Atomic<u64> online_{0};
   PerCpu cpus_[kMaxCpus];
   Counters stats_;

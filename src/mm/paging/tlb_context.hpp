@@ -14,6 +14,12 @@
 //   pending     shootdowns gathered but not yet acknowledged (Linux's
 //               tlb_flush_pending): while it is non-zero, a TLB entry of the
 //               space may legitimately disagree with its page tables.
+//   dying       set once by the space's teardown, before its last shootdown
+//               (which makes every CPU still running the space leave it).
+//               A CPU that loads the space sets its active bit first and
+//               reads this after, both sequentially consistent: either the
+//               teardown's shootdown reaches it, or it sees `dying` and
+//               leaves at once. So no CPU is left with a freed root in CR3.
 #pragma once
 
 #include "mm/base/atomic.hpp"
@@ -25,6 +31,7 @@ struct TlbContext {
   Atomic<u64> active{0};
   Atomic<u64> generation{1};
   Atomic<u32> pending{0};
+  Atomic<u32> dying{0};
 
   CpuSet active_cpus() const { return CpuSet::from_bits(active.load()); }
 };

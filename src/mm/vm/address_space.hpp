@@ -92,6 +92,9 @@ class AddressSpace {
   }
 
   // Unmaps everything and frees every frame and page table the space owns.
+  // A CPU may still have the space loaded (lazy TLB): the teardown's
+  // shootdown makes it load the idle root first. Afterwards every operation
+  // answers ENOENT (faults: Segv), and activate() loads the idle root.
   void destroy() MM_EXCLUDES(lock_);
 
   // Maps [address, address + length). EINVAL: a zero or unaligned length or
@@ -141,13 +144,17 @@ class AddressSpace {
   PhysAddr root() const { return tables_.root(); }
 
   // Loads this space on the calling CPU (a CR3 write, with the PCID and
-  // flush decision of TlbCoherence::switch_to).
-  void activate() { vm_.coherence().switch_to(*target_.context, root()); }
+  // flush decision of TlbCoherence::switch_to). ENOENT, with the idle root
+  // loaded instead, once the space is being destroyed.
+  Status activate() {
+    return vm_.coherence().switch_to(*target_.context, tables_.root()) ? Status::Ok : Status::NotFound;
+  }
   // What the shootdown protocol knows of this space (for the emulator's oracle).
   const TlbContext& tlb_context() const { return *target_.context; }
   TlbContext& tlb_context() { return *target_.context; }
   Result<Translation> translate(VirtAddr address) MM_EXCLUDES(lock_) {
     LockGuard guard(lock_);
+    if (!live_) return Status::NotFound;
     return tables_.query(address);
   }
   // Calls f(const Region&) for each region in address order.
@@ -248,7 +255,7 @@ class AddressSpace {
   PageTables<P> tables_ MM_GUARDED_BY(lock_);
   const TlbTarget<P> target_;  // the coherence and tables_'s context: fixed for life
   RegionSet regions_ MM_GUARDED_BY(lock_);
-  bool live_ = false;
+  bool live_ = false;  // between init() and destroy(); destroy clears it under lock_
 };
 
 }  // namespace mm

@@ -12,7 +12,7 @@ FaultOutcome AddressSpace<P>::handle_fault(VirtAddr address, Access access, Acce
   {
     LockGuard guard(lock_);
     Batch batch = new_batch();
-    outcome = fault_locked(address, access, mode, batch);
+    outcome = live_ ? fault_locked(address, access, mode, batch) : FaultOutcome::Segv;
     batch.flush();
   }
   vm_.count_fault(outcome);
@@ -210,6 +210,7 @@ Result<PhysAddr> AddressSpace<P>::kernel_access_locked(VirtAddr address, Access 
 template <Platform P>
 Status AddressSpace<P>::write_u64(VirtAddr address, u64 value) {
   LockGuard guard(lock_);
+  if (!live_) return Status::NotFound;
   Batch batch = new_batch();
   const Result<PhysAddr> at = kernel_access_locked(address, Access::Write, batch);
   if (at.ok()) {
@@ -222,6 +223,7 @@ Status AddressSpace<P>::write_u64(VirtAddr address, u64 value) {
 template <Platform P>
 Result<u64> AddressSpace<P>::read_u64(VirtAddr address) {
   LockGuard guard(lock_);
+  if (!live_) return Status::NotFound;
   Batch batch = new_batch();
   const Result<PhysAddr> at = kernel_access_locked(address, Access::Read, batch);
   batch.flush();

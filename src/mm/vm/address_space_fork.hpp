@@ -10,6 +10,7 @@ Status AddressSpace<P>::fork(AddressSpace& child) {
   LockGuard guard(lock_);
   LockGuard child_guard(child.lock_);  // the child is new: no one else can hold its lock
   MM_ASSERT(child.live_ && child.regions_.empty());
+  if (!live_) return Status::NotFound;
 
   // 0. Shared regions get a frame for every page now, so that a page first
   //    touched after the fork is still the same page in both spaces.
@@ -110,16 +111,19 @@ Status AddressSpace<P>::fork(AddressSpace& child) {
 
 template <Platform P>
 void AddressSpace<P>::destroy() {
-  if (!live_) return;
   {
     LockGuard guard(lock_);
+    if (!live_) return;
+    live_ = false;
+    // Before the last shootdown reads who runs the space (TlbContext::dying).
+    target_.context->dying.store(1);
     Batch batch = new_batch();
     while (Region* r = regions_.first()) {
       remove_region_locked(r, batch);
     }
     tables_.destroy(batch);
+    batch.leave_space();
     batch.flush();
-    live_ = false;
   }
   vm_.coherence().retire(*target_.context);
   vm_.count_space(false);

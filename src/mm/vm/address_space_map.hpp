@@ -9,6 +9,7 @@ namespace mm {
 template <Platform P>
 Status AddressSpace<P>::map(const MapRequest& request) {
   LockGuard guard(lock_);
+  if (!live_) return Status::NotFound;
   Batch batch = new_batch();
   const Status status = map_locked(request, batch);
   batch.flush();
@@ -21,6 +22,7 @@ Result<VirtAddr> AddressSpace<P>::alloc(const MapRequest& request) {
     return Status::InvalidArgument;
   }
   LockGuard guard(lock_);
+  if (!live_) return Status::NotFound;
   // A stack needs its guard page below it, inside the free range too.
   const u64 guard_bytes = request.kind == RegionKind::Stack ? kPageSize : 0;
   const u64 alignment = request.kind == RegionKind::Physical && (request.physical.value() & (page_bytes(PageSize::Size2M) - 1)) == 0 &&
@@ -115,7 +117,7 @@ Status AddressSpace<P>::unmap(VirtAddr address, u64 length) {
   Status status = Status::Ok;
   {
     LockGuard guard(lock_);
-    status = unmap_locked(address, address + length, batch);
+    status = live_ ? unmap_locked(address, address + length, batch) : Status::NotFound;
     if (!flush_after_unlock()) batch.flush();
   }
   batch.flush();  // UnsafeFlushAfterUnlock flushes only here
@@ -144,7 +146,7 @@ Status AddressSpace<P>::protect(VirtAddr address, u64 length, Prot prot) {
   Status status = Status::Ok;
   {
     LockGuard guard(lock_);
-    status = protect_locked(address, address + length, prot, batch);
+    status = live_ ? protect_locked(address, address + length, prot, batch) : Status::NotFound;
     if (!flush_after_unlock()) batch.flush();
   }
   batch.flush();  // UnsafeFlushAfterUnlock flushes only here
@@ -174,6 +176,7 @@ template <Platform P>
 Status AddressSpace<P>::pin(VirtAddr address, u64 length) {
   if (!range_ok(address, length)) return Status::InvalidArgument;
   LockGuard guard(lock_);
+  if (!live_) return Status::NotFound;
   const VirtAddr hi = address + length;
   if (!covered_locked(address, hi)) return Status::NotFound;
   Spares spares(vm_);
@@ -198,6 +201,7 @@ template <Platform P>
 Status AddressSpace<P>::unpin(VirtAddr address, u64 length) {
   if (!range_ok(address, length)) return Status::InvalidArgument;
   LockGuard guard(lock_);
+  if (!live_) return Status::NotFound;
   const VirtAddr hi = address + length;
   if (!covered_locked(address, hi)) return Status::NotFound;
   for (const Region* r = regions_.find(address); r != nullptr && r->base < hi; r = regions_.next(r)) {

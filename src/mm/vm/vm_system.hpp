@@ -22,25 +22,33 @@ class VmSystem {
  public:
   VmSystem(P& platform, PhysicalMemory<P>& memory, TlbCoherenceConfig coherence = {})
       : platform_(platform), memory_(memory), coherence_(platform, coherence), regions_(platform, memory) {}
-  ~VmSystem() { MM_ASSERT(zero_frame_.value() == 0); }
+  ~VmSystem() { MM_ASSERT(zero_frame_.value() == 0 && own_idle_root_.value() == 0); }
   VmSystem(const VmSystem&) = delete;
   VmSystem& operator=(const VmSystem&) = delete;
 
   // Allocates the zero frame. `kernel_half`, if given, is the page-table
-  // tree whose upper half every new address space shares.
+  // tree whose upper half every new address space shares; its root is the
+  // idle root CPUs load when they run no user space. Without one (the
+  // emulator, tests) the idle root is an empty top-level table of its own.
   Status init(const PageTables<P>* kernel_half = nullptr) {
     zero_frame_ = MM_TRY(memory_.allocate_frame(FrameOwner::Shared, AllocFlags::Zero));
     kernel_half_ = kernel_half;
+    if (kernel_half == nullptr) {
+      const Result<PhysAddr> idle = memory_.allocate_frame(FrameOwner::PageTable, AllocFlags::Zero);
+      if (!idle.ok()) {
+        shutdown();
+        return idle.status();
+      }
+      own_idle_root_ = idle.value();
+    }
+    coherence_.set_idle_root(kernel_half != nullptr ? kernel_half->root() : own_idle_root_);
     return Status::Ok;
   }
-  // Frees the zero frame. Every address space must be gone.
+  // Frees the zero frame (and an idle root of its own). Every address space must be gone.
   void shutdown() {
     MM_ASSERT(regions_.live() == 0);
-    if (zero_frame_.value() != 0) {
-      const Status freed = memory_.free_frame(zero_frame_);
-      MM_ASSERT(freed == Status::Ok);
-      zero_frame_ = PhysAddr(0);
-    }
+    release(zero_frame_);
+    release(own_idle_root_);
   }
 
   P& platform() { return platform_; }
@@ -79,6 +87,13 @@ class VmSystem {
   }
 
  private:
+  void release(PhysAddr& frame) {
+    if (frame.value() == 0) return;
+    const Status freed = memory_.free_frame(frame);
+    MM_ASSERT(freed == Status::Ok);
+    frame = PhysAddr(0);
+  }
+
   P& platform_;
   PhysicalMemory<P>& memory_;
   TlbCoherence<P> coherence_;
@@ -86,6 +101,7 @@ class VmSystem {
   ObjectPool<Region, P> regions_ MM_GUARDED_BY(lock_);
   VmStats stats_ MM_GUARDED_BY(lock_);
   PhysAddr zero_frame_;
+  PhysAddr own_idle_root_;  // without a kernel half: an empty top-level table
   const PageTables<P>* kernel_half_ = nullptr;
 };
 
