@@ -69,7 +69,7 @@ case $case in
       expect 1 "$pagelab" explore "$file" --seeds 1..200 --strategy "$strat" --shootdown "$policy" --allow-unsafe \
         --max-failures 1 --record "$work/v" --quiet
       has "$work/out" 'oracle: O[1-5] violated'
-      grep -E 'oracle' "$work/out" | head -1 | sed -E 's/.*FAIL: [^ ]+ //' >"$work/found"
+      grep -E 'oracle: O[1-5] violated' "$work/out" | head -1 | sed -E 's/.*FAIL: [^ ]+ //' >"$work/found"
       expect 1 "$pagelab" replay "$work/v" --trace-out "$work/a"; cp "$work/err" "$work/e1"
       has "$work/e1" 'oracle: O[1-5] violated'
       expect 1 "$pagelab" replay "$work/v" --trace-out "$work/b"

@@ -410,7 +410,9 @@ TEST_P(RaceSweep, InjectionsNeverBreakTheCorrectProtocol) {
 
 INSTANTIATE_TEST_SUITE_P(Races, RaceSweep,
                          ::testing::Values("concurrent_unmaps", "fork_while_writing", "missing_remote_shootdown",
-                                           "pcid_reuse_after_switch", "protect_while_flush_pending", "table_freed_under_psc"));
+                                           "pcid_reuse_after_switch", "protect_splits_huge_page",
+                                           "protect_while_flush_pending", "table_freed_under_psc",
+                                           "unmap_splits_huge_page"));
 
 TEST(FaultInjectionRun, SpeculativeFillsFindAMissingShootdownNoAccessShows) {
   const pagelab::scenario::Scenario s = load("test/data/inject_untouched_page.scenario");

@@ -29,6 +29,44 @@ std::string excess(const hw::TlbEntry& entry, const hw::WalkResult& walk, std::u
   return {};
 }
 
+// Where an entry grants more than the page tables: what (empty: nowhere),
+// and the 4 KiB page it is about.
+struct Excess {
+  std::string problem;
+  std::uint64_t va = 0;
+};
+
+// The first 4 KiB page of `entry`'s range on which it grants what the page
+// tables at `root` do not. A 4 KiB entry is one walk, as it always was. A
+// larger one is judged page by page over its whole range: a protect or unmap
+// of any 4 KiB page inside it splits the large page and leaves the entry
+// wrong there while its base page is still right. The walks go from page to
+// page of the tables (a 2 MiB page still intact costs one walk, a split one
+// at most 512), and a hole anywhere in the range is a violation.
+Excess excess_over_range(Machine& machine, std::uint64_t root, const hw::TlbEntry& entry) {
+  if (entry.size == hw::PageSize::Size4K) [[likely]] {
+    return Excess{excess(entry, fresh_walk(machine, root, entry.page), entry.page), entry.page};
+  }
+  // By offset, not by address: a range may end at the top of the address space.
+  for (std::uint64_t offset = 0; offset < entry.bytes();) {
+    const std::uint64_t va = entry.page + offset;
+    const hw::WalkResult walk = fresh_walk(machine, root, va);
+    std::string problem = excess(entry, walk, va);
+    if (!problem.empty()) return Excess{std::move(problem), va};
+    // On to the next page of the tables: the one just walked agrees with the
+    // entry over all of it (both map it linearly, and they agree at va).
+    const std::uint64_t span = hw::bytes_of(walk.size);
+    offset += span - (va & (span - 1));
+  }
+  return {};
+}
+
+// How a report names a 2 MiB or 1 GiB entry, which covers more than the page
+// it is about: "2 MiB entry for 0x40000000".
+std::string large_entry(const hw::TlbEntry& entry) {
+  return fmt::format("{} entry for {:#x}", entry.size == hw::PageSize::Size2M ? "2 MiB" : "1 GiB", entry.page);
+}
+
 }  // namespace
 
 void Oracle::report(const char* invariant, std::string message) {
@@ -64,6 +102,7 @@ void Oracle::frames_freed(std::uint64_t first, std::uint64_t count) {
     EmuCpu& cpu = machine_.cpu(c);
     const auto usable = [&](hw::Pcid pcid) { return coherence.usable_context(c, mm::Pcid{pcid}) != nullptr; };
     std::optional<hw::TlbEntry> stale;
+    // (Over the entry's whole range: a large entry reaches every frame it covers.)
     cpu.tlb.for_each([&](const hw::TlbEntry& e, hw::TlbLevel) {
       if (!stale && e.frame < end && first < e.frame + e.bytes() && (e.global || usable(e.pcid))) stale = e;
     });
@@ -122,21 +161,25 @@ void Oracle::reference_dropped(const mm::TlbContext* context, std::uint64_t fram
 void Oracle::operation_returned(const char* operation, std::uint64_t root, const mm::TlbContext& context) {
   const auto& coherence = machine_.vm().coherence();
   for (std::uint32_t c = 0; c < machine_.cpu_count(); ++c) {
-    std::string problem;
+    Excess found;
     hw::TlbEntry bad;
     machine_.cpu(c).tlb.for_each([&](const hw::TlbEntry& e, hw::TlbLevel) {
-      if (!problem.empty() || e.global || coherence.usable_context(c, mm::Pcid{e.pcid}) != &context) return;
-      problem = excess(e, fresh_walk(machine_, root, e.page), e.page);
+      if (!found.problem.empty() || e.global || coherence.usable_context(c, mm::Pcid{e.pcid}) != &context) return;
+      found = excess_over_range(machine_, root, e);
       bad = e;
     });
-    if (!problem.empty()) {
-      report("O2", fmt::format("{} returned while cpu {} can still use its translation of {:#x} (pcid {}): {}", operation, c,
-                               bad.page, bad.pcid, problem));
+    if (!found.problem.empty()) {
+      report("O2", fmt::format("{} returned while cpu {} can still use its translation of {:#x} ({}pcid {}): {}",
+                               operation, c, found.va, bad.size == hw::PageSize::Size4K ? "" : large_entry(bad) + ", ",
+                               bad.pcid, found.problem));
       return;
     }
   }
 }
 
+// A hit uses one 4 KiB page of its entry, the one at `va`: that page is the
+// one judged, so every page of a large entry is judged when it is used (the
+// rest of the entry is O2's).
 void Oracle::tlb_hit(std::uint64_t va, const hw::TlbEntry& entry, std::uint64_t root, const mm::TlbContext* context) {
   const std::string problem = excess(entry, fresh_walk(machine_, root, va), va);
   if (problem.empty()) return;
@@ -145,7 +188,8 @@ void Oracle::tlb_hit(std::uint64_t va, const hw::TlbEntry& entry, std::uint64_t 
                        machine_.vm().coherence().request_pending(c) ||
                        machine_.cpu(c).ipi_pending.load(std::memory_order_acquire);
   if (pending) return;  // a shootdown is on its way
-  report("O4", fmt::format("cpu {} hit a stale TLB entry for {:#x} with no shootdown pending: {}", c, va, problem));
+  report("O4", fmt::format("cpu {} hit a stale TLB entry for {:#x}{} with no shootdown pending: {}", c, va,
+                           entry.size == hw::PageSize::Size4K ? "" : " (its " + large_entry(entry) + ")", problem));
 }
 
 }  // namespace pagelab::emu

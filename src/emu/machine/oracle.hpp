@@ -20,6 +20,12 @@
 //   and no frame is handed out twice. (No leak at the end is the runner's
 //   check.)
 //
+// Each is judged for every 4 KiB page a TLB entry covers, a 2 MiB or 1 GiB
+// entry included: O1 by the entry's whole physical range, O2 by walking the
+// tables over its whole virtual range (a split large page leaves an entry
+// that is right at its base and wrong elsewhere), O4 on the page the hit
+// uses. (O3 is about paging-structure caches, which hold no leaves.)
+//
 // The first violation is kept (with the CPU, address, frame and step) and
 // stops the scheduler; the runner turns it into the failure report.
 #pragma once
