@@ -257,6 +257,11 @@ class Compiler {
       op.space = space(pin->space);
       op.address = pin->address.value();
       op.length = pin->length;
+    } else if (const auto* unpin = st.as<sc::UnpinStmt>()) {
+      op.code = ks::OpCode::Unpin;
+      op.space = space(unpin->space);
+      op.address = unpin->address.value();
+      op.length = unpin->length;
     } else if (const auto* poke = st.as<sc::PokeStmt>()) {
       op.code = ks::OpCode::Poke;
       op.space = space(poke->space);
@@ -346,7 +351,7 @@ class Compiler {
   }
 
   static std::string op_text(const ks::Op& op) {
-    static constexpr const char* kCodes[] = {"Space", "Map", "Unmap", "Protect", "Fork", "Pin", "Poke",
+    static constexpr const char* kCodes[] = {"Space", "Map", "Unmap", "Protect", "Fork", "Pin", "Unpin", "Poke",
                                              "Use", "Mode", "Read", "Write", "Exec", "Barrier", "Repeat",
                                              "EndRepeat", "CheckValue", "CheckMapped", "CheckUnmapped",
                                              "CheckFramesLeaked", "CheckFaults", "CheckShootdowns"};

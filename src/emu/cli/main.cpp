@@ -8,6 +8,8 @@
 //                            [--allow-unsafe] [--max-failures K] [--record FILE] [--quiet] [--verbose] [--inject SPEC]...
 //   pagelab inspect --ram SPEC [--space NAME] [--address VA] [--format text|dot]
 //   pagelab trace FILE [--tlb tiny|skylake|zen2] [--json]
+//   pagelab fuzz [--seed S] [--cases N | --time D] [--seeds-per-case K] [--jobs N] [--shard I/N]
+//                [--shootdown POLICY] [--allow-unsafe] [--inject SPEC]... [--out DIR] [--json FILE]
 // Exit status: 0 when the scenario held, 1 when it did not, 2 for bad input.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -23,6 +25,7 @@
 #include <thread>
 
 #include "emu/cli/explore.hpp"
+#include "emu/cli/fuzz_command.hpp"
 #include "emu/cli/inspect.hpp"
 #include "emu/cli/lackey_replay.hpp"
 #include "emu/cli/schedule_file.hpp"
@@ -386,7 +389,11 @@ int main(int argc, char** argv) {
   trace->add_option("--tlb", trace_tlb, "the TLB preset: tiny, skylake (default) or zen2");
   trace->add_flag("--json", trace_json, "print the counts as JSON");
 
-  for (CLI::App* sub : {run, replay, explore, inspect, trace}) sub->set_version_flag("--version", std::string("pagelab ") + PAGELAB_VERSION);
+  emu::FuzzArgs fuzz_args;
+  CLI::App* fuzz = app.add_subcommand("fuzz", "generate scenarios, run them, and shrink what fails (docs/FUZZING.md)");
+  emu::add_fuzz_options(*fuzz, fuzz_args);
+
+  for (CLI::App* sub : {run, replay, explore, inspect, trace, fuzz}) sub->set_version_flag("--version", std::string("pagelab ") + PAGELAB_VERSION);
 
   // CLI11_PARSE would exit with CLI11's own codes (106 for a missing
   // option); every usage error is a 2 here, --help and --version a 0.
@@ -417,6 +424,7 @@ int main(int argc, char** argv) {
     return run_command(path, options, output, strategy, shootdown, record_path);
   }
   if (replay->parsed()) return replay_command(replay_file, replay_options, replay_output);
+  if (fuzz->parsed()) return emu::fuzz_command(argv[0], fuzz_args);
   if (explore->parsed()) {
     for (const std::string& argument : explore_inject) {
       std::string error;

@@ -161,6 +161,10 @@ class Run {
       EmuSpace* space = machine_.space(p->space);
       return space == nullptr ? mm::Status::NotFound : space->pin(p->address, p->length);
     }
+    if (const auto* p = s.as<scenario::UnpinStmt>()) {
+      EmuSpace* space = machine_.space(p->space);
+      return space == nullptr ? mm::Status::NotFound : space->unpin(p->address, p->length);
+    }
     if (const auto* p = s.as<scenario::PokeStmt>()) {
       EmuSpace* space = machine_.space(p->space);
       return space == nullptr ? mm::Status::NotFound : space->write_u64(p->address, p->value);

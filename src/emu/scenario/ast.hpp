@@ -127,7 +127,7 @@ struct Options {
 // What a statement's `expect` asks for. Without `expect`, Ok (written = false).
 //   read:                      Ok, Segv, Any, Value
 //   write, exec:               Ok, Segv, Any
-//   map/unmap/protect/fork/pin/poke: Ok, Any, Error
+//   map/unmap/protect/fork/pin/unpin/poke: Ok, Any, Error
 enum class OutcomeKind : std::uint8_t { Ok, Segv, Any, Value, Error };
 
 struct Expectation {
@@ -190,6 +190,13 @@ struct PinStmt {
   u64 length = 0;
 };
 
+// unpin SPACE ADDR LEN (undoes one pin of each region in the range)
+struct UnpinStmt {
+  std::string space;
+  mm::VirtAddr address;
+  u64 length = 0;
+};
+
 // poke SPACE ADDR VALUE (set-up only: a 64-bit write through the kernel)
 struct PokeStmt {
   std::string space;
@@ -238,7 +245,7 @@ struct RepeatStmt {
 };
 
 struct Statement {
-  using Op = std::variant<SpaceStmt, MapStmt, UnmapStmt, ProtectStmt, ForkStmt, PinStmt, PokeStmt, UseStmt, ModeStmt,
+  using Op = std::variant<SpaceStmt, MapStmt, UnmapStmt, ProtectStmt, ForkStmt, PinStmt, UnpinStmt, PokeStmt, UseStmt, ModeStmt,
                           ReadStmt, WriteStmt, ExecStmt, BarrierStmt, RepeatStmt>;
   SourceLocation where;  // of the keyword
   Op op;
@@ -252,7 +259,7 @@ struct Statement {
 
 // The keyword of a statement ("map", "repeat", ...).
 inline std::string_view keyword_of(const Statement& statement) {
-  constexpr std::string_view kKeywords[] = {"space", "map",  "unmap", "protect", "fork",  "pin",     "poke",
+  constexpr std::string_view kKeywords[] = {"space", "map",  "unmap", "protect", "fork",  "pin", "unpin", "poke",
                                             "use",   "mode", "read",  "write",   "exec",  "barrier", "repeat"};
   static_assert(std::size(kKeywords) == std::variant_size_v<Statement::Op>);
   return kKeywords[statement.op.index()];

@@ -50,7 +50,7 @@ std::string_view phase_description(Phase phase) {
 }
 
 constexpr std::string_view kKeywords[] = {"machine", "option", "seed", "space", "map",    "unmap",   "protect",
-                                          "fork",    "pin",    "poke", "cpu",   "use",    "mode",    "read",
+                                          "fork",    "pin",    "unpin", "poke", "cpu",   "use",    "mode",    "read",
                                           "write",   "exec",   "repeat", "barrier", "end", "check"};
 
 bool is_keyword(std::string_view word) {
@@ -70,6 +70,7 @@ std::string usage_of(std::string_view keyword) {
   if (keyword == "protect") return "protect SPACE ADDR LEN PROT " + mm_outcome;
   if (keyword == "fork") return "fork CHILD from PARENT " + mm_outcome;
   if (keyword == "pin") return "pin SPACE ADDR LEN " + mm_outcome;
+  if (keyword == "unpin") return "unpin SPACE ADDR LEN " + mm_outcome;
   if (keyword == "poke") return "poke SPACE ADDR VALUE " + mm_outcome;
   if (keyword == "cpu") return "cpu N";
   if (keyword == "use") return "use SPACE";
@@ -386,7 +387,8 @@ class Parser {
     if (k == "machine") return machine(c, where);
     if (k == "option") return enter(Phase::Header, k, where) && option(c, where);
     if (k == "seed") return enter(Phase::Header, k, where) && seed(c, where);
-    if (k == "space" || k == "map" || k == "unmap" || k == "protect" || k == "fork" || k == "pin" || k == "poke") {
+    if (k == "space" || k == "map" || k == "unmap" || k == "protect" || k == "fork" || k == "pin" || k == "unpin" ||
+        k == "poke") {
       if (!enter(Phase::Setup, k, where)) return false;
       Statement statement;
       statement.where = where;
@@ -520,6 +522,13 @@ class Parser {
         return false;
       }
       statement.op = std::move(pin);
+    } else if (k == "unpin") {
+      UnpinStmt unpin;
+      if (!space_ref(c, "SPACE", k, unpin.space) || !address(c, k, k, Alignment::Page, unpin.address) ||
+          !length(c, k, unpin.length)) {
+        return false;
+      }
+      statement.op = std::move(unpin);
     } else if (k == "poke") {
       PokeStmt poke;
       if (!space_ref(c, "SPACE", k, poke.space) || !address(c, k, k, Alignment::Word, poke.address) ||

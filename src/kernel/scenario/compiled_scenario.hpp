@@ -26,6 +26,7 @@ enum class OpCode : mm::u8 {
   Protect,    // protect: space, address, length, prot
   Fork,       // fork:    space = the child, other = the parent
   Pin,        // pin:     space, address, length
+  Unpin,      // unpin:   space, address, length
   Poke,       // poke:    space, address, value
   Use,        // use:     space
   Mode,       // mode:    other = 0 user, 1 kernel

@@ -119,7 +119,7 @@ struct Run {
 };
 
 const char* keyword(OpCode code) {
-  static constexpr const char* kKeywords[] = {"space", "map",  "unmap", "protect", "fork",   "pin",
+  static constexpr const char* kKeywords[] = {"space", "map",  "unmap", "protect", "fork",   "pin", "unpin",
                                               "poke",  "use",  "mode",  "read",    "write",  "exec",
                                               "barrier", "repeat", "end"};
   const auto index = static_cast<mm::u32>(code);
@@ -192,6 +192,7 @@ mm::Status space_operation(const Run& run, const Op& op) {
     case OpCode::Unmap: return space->unmap(mm::VirtAddr(op.address), op.length);
     case OpCode::Protect: return space->protect(mm::VirtAddr(op.address), op.length, static_cast<mm::Prot>(op.prot));
     case OpCode::Pin: return space->pin(mm::VirtAddr(op.address), op.length);
+    case OpCode::Unpin: return space->unpin(mm::VirtAddr(op.address), op.length);
     case OpCode::Poke: return space->write_u64(mm::VirtAddr(op.address), op.value);
     case OpCode::Use: return switch_to(*space);
     default: return mm::Status::InvalidArgument;
