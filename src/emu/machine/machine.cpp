@@ -39,7 +39,7 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
 
   // The memory map of a plain PC: RAM from 0, the first MiB kept back; and
   // at the top a device window the allocator never uses, for `phys=`
-  // mappings (machine.hpp, device_window).
+  // mappings (device_window.hpp).
   mm::MemoryMap map;
   const std::uint64_t window = device_window_bytes(config.ram_bytes);
   const mm::MemoryRange ranges[] = {
