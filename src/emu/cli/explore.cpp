@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "emu/cli/interrupt_scope.hpp"
 #include "emu/cli/schedule_file.hpp"
 #include "emu/machine/emu_platform.hpp"
 #include "emu/runner/scenario_runner.hpp"
@@ -63,52 +64,6 @@ void write_text(const char* text, std::size_t length) {
 }
 void write_text(const std::string& text) { write_text(text.data(), text.size()); }
 void write_text(const char* text) { write_text(text, std::strlen(text)); }
-
-// The first SIGINT or SIGTERM during a sweep: its number, for
-// ExploreHooks::interrupt.
-std::atomic<int> g_interrupt{0};
-static_assert(std::atomic<int>::is_always_lock_free, "a signal handler stores it");
-
-// Async-signal-safe: an atomic store, sigaction(2) and write(2).
-void on_interrupt(int signal) {
-  g_interrupt.store(signal);
-  // A second signal ends the process as it would have ended it.
-  struct sigaction fallback {};
-  fallback.sa_handler = SIG_DFL;
-  sigemptyset(&fallback.sa_mask);
-  sigaction(SIGINT, &fallback, nullptr);
-  sigaction(SIGTERM, &fallback, nullptr);
-  write_text("\npagelab explore: interrupted: no more seeds are handed out; the running ones finish, then the summary "
-             "(interrupt again to stop at once)\n");
-}
-
-// Catches SIGINT and SIGTERM for the sweep, and puts the previous handlers
-// back after it. A signal ignored when the command started (a background
-// job of a script) stays ignored.
-class InterruptScope {
- public:
-  InterruptScope() {
-    g_interrupt.store(0);
-    struct sigaction action {};
-    action.sa_handler = on_interrupt;
-    sigemptyset(&action.sa_mask);
-    for (int i = 0; i < 2; ++i) {
-      sigaction(kSignals[i], nullptr, &previous_[i]);
-      if (previous_[i].sa_handler != SIG_IGN) sigaction(kSignals[i], &action, nullptr);
-    }
-  }
-  ~InterruptScope() {
-    for (int i = 0; i < 2; ++i) sigaction(kSignals[i], &previous_[i], nullptr);
-  }
-  InterruptScope(const InterruptScope&) = delete;
-  InterruptScope& operator=(const InterruptScope&) = delete;
-
- private:
-  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
-  struct sigaction previous_[2] {};
-};
-
-const char* signal_name(int signal) { return signal == SIGINT ? "SIGINT" : signal == SIGTERM ? "SIGTERM" : "a signal"; }
 
 // Async-signal-safe: atomics, write(2), and strings built before the sweep.
 void on_abort(int) {
@@ -387,11 +342,14 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
   action.sa_handler = on_abort;
   sigemptyset(&action.sa_mask);
   sigaction(SIGABRT, &action, &previous);
-  hooks.interrupt = &g_interrupt;
   ExploreResult result;
   {
-    const InterruptScope interrupts;
+    const InterruptScope interrupts(
+        "\npagelab explore: interrupted: no more seeds are handed out; the running ones finish, then the summary "
+        "(interrupt again to stop at once)\n");
+    hooks.interrupt = &interrupts.signal();
     result = explore(scenario, options, hooks);
+    hooks.interrupt = nullptr;
   }
   sigaction(SIGABRT, &previous, nullptr);
   g_jobs.store(0);
@@ -405,7 +363,7 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
   const int interrupted = result.interrupted_by;
   std::string why_stopped;
   if (result.stopped_early) why_stopped = fmt::format(" (stopped after --max-failures {})", options.max_failures);
-  else if (interrupted != 0) why_stopped = fmt::format(" (interrupted by {})", signal_name(interrupted));
+  else if (interrupted != 0) why_stopped = fmt::format(" (interrupted by {})", interrupt_signal_name(interrupted));
   std::printf("seeds run: %llu of %llu%s\n", static_cast<unsigned long long>(result.run),
               static_cast<unsigned long long>(result.planned), why_stopped.c_str());
   std::printf("time: %.2f s, %.1f seeds/s\n", result.seconds, rate);

@@ -33,8 +33,10 @@ InputError content_error(const std::string& file, std::uint64_t line, const Line
 }
 
 InputError too_large(const std::string& file, const TextLimits& limits) {
-  return InputError{InputError::Kind::Content, fmt::format("{}: error: larger than {} bytes ({} is at most {} MiB)", file,
-                                                           limits.max_file_bytes, limits.what, limits.max_file_bytes >> 20)};
+  const std::size_t bound = limits.max_file_bytes;
+  const std::string size = bound % (std::size_t{1} << 20) == 0 ? fmt::format("{} MiB", bound >> 20) : fmt::format("{} bytes", bound);
+  return InputError{InputError::Kind::Content,
+                    fmt::format("{}: error: larger than {} bytes ({} is at most {})", file, bound, limits.what, size)};
 }
 
 std::optional<InputError> open_text_input(const std::string& path, std::ifstream& in) {

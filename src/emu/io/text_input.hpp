@@ -55,7 +55,7 @@ struct InputError {
 InputError unreadable(const std::string& file, int error_number);
 // "FILE:LINE:COL: error: MESSAGE".
 InputError content_error(const std::string& file, std::uint64_t line, const LineProblem& problem);
-// "FILE: error: larger than N bytes (WHAT is at most M MiB)".
+// "FILE: error: larger than N bytes (WHAT is at most 4 MiB)".
 InputError too_large(const std::string& file, const TextLimits& limits);
 
 // Opens `path` for reading; a directory is refused (EISDIR), as reading one
