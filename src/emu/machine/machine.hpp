@@ -78,7 +78,12 @@ struct AccessOutcome {
 
 class Machine {
  public:
-  static std::unique_ptr<Machine> create(const MachineConfig& config, Trace& trace, std::string& error);
+  // What a failed create() could not do: build the machine the scenario
+  // describes (an unknown TLB preset, too little RAM), or get the host's
+  // memory for its RAM (a `--ram file:PATH` that cannot be made).
+  enum class Failure : std::uint8_t { Machine, HostRam };
+  static std::unique_ptr<Machine> create(const MachineConfig& config, Trace& trace, std::string& error,
+                                         Failure* failure = nullptr);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;

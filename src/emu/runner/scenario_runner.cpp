@@ -6,7 +6,6 @@
 #include <mutex>
 #include <thread>
 
-#include "emu/hw/tlb_geometry.hpp"
 #include "emu/machine/machine.hpp"
 
 namespace pagelab::emu {
@@ -400,12 +399,13 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   config.schedule.strategy = options.strategy;
   config.schedule.replay = options.replay;
   config.inject = options.inject;
-  std::unique_ptr<Machine> machine = Machine::create(config, *trace, error);
+  Machine::Failure create_failure = Machine::Failure::Machine;
+  std::unique_ptr<Machine> machine = Machine::create(config, *trace, error, &create_failure);
   if (!machine) {
-    // A TLB preset is the scenario's error; anything else (a RAM file that
-    // cannot be made) is the command line's.
+    // The scenario's machine is the scenario's error; a RAM file that
+    // cannot be made (`--ram file:PATH`) is the command line's.
     result.exit_code = 2;
-    result.report = hw::tlb_geometry_named(s.machine.tlb_preset).ok()
+    result.report = create_failure == Machine::Failure::HostRam
                         ? fmt::format("pagelab: {}\n", error)
                         : fmt::format("{}: error: {}\n", where(s, s.machine.tlb_where), error);
     return result;
