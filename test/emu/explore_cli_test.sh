@@ -4,7 +4,8 @@
 #   explore_cli_test.sh PAGELAB SOURCE_DIR CASE
 # record-replay    run --record then replay: the same trace, byte for byte (text, jsonl,
 #                  chrome; random and pct), and a failing run replays to the same failure
-# replay-errors    a missing, truncated or corrupt record exits 2 with FILE[:LINE]: error:;
+# replay-errors    a missing, truncated or corrupt record exits 2 with FILE[:LINE]: error: (a
+#                  missing one: pagelab: cannot read FILE: REASON);
 #                  a schedule that does not fit the scenario exits 1
 # explore-pass     an example holds over a seed range: exit 0, seeds/s in the summary
 # explore-shard    --shard 0/2 and 1/2 together run every seed of the range exactly once
@@ -112,7 +113,9 @@ case $case in
   replay-errors)
     expect 0 "$pagelab" run "$demo" --seed 2 --trace none --record "$work/good"
     expect 2 "$pagelab" replay "$work/none"
-    has "$work/err" "^$work/none: error: cannot read schedule record"
+    has "$work/err" "^pagelab: cannot read $work/none: No such file or directory$"
+    expect 2 "$pagelab" replay "$work"
+    has "$work/err" "^pagelab: cannot read $work: Is a directory$"
     : >"$work/empty"
     expect 2 "$pagelab" replay "$work/empty"
     has "$work/err" "^$work/empty:1: error: empty file"
@@ -234,7 +237,7 @@ case $case in
     expect 2 "$pagelab" explore "$work/bad.scenario" --seeds 1..4
     has "$work/err" "bad.scenario:3:1: error: unknown keyword 'mapp'"
     expect 2 "$pagelab" explore "$work/none.scenario" --seeds 1..4
-    has "$work/err" "cannot read scenario"
+    has "$work/err" "^pagelab: cannot read $work/none.scenario: No such file or directory$"
     # What only the machine knows (a TLB preset) is bad input too, once.
     printf 'machine cpus=1 ram=8M tlb=huge\n' >"$work/tlb.scenario"
     expect 2 "$pagelab" explore "$work/tlb.scenario" --seeds 1..50 --jobs 2

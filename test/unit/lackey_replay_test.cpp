@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -221,7 +222,8 @@ TEST(LackeyReplay, BadLinesNameFileAndLine) {
       {" S 1234,0\n", "t.lackey:1: error: expected a decimal size of at least 1"},
       {" S 1234,\n", "t.lackey:1: error: expected a decimal size"},
       {" S 1234,4 x\n", "t.lackey:1: error: unexpected ' x' after the size"},
-      {"\n\n M 12345678901234567,4\n", "t.lackey:3: error: the address has more than 16 hexadecimal digits"},
+      {"\n\n M 12345678901234567,4\n", "t.lackey:3: error: the address does not fit in 64 bits"},
+      {" L 00000000000000010000000000000000,4\n", "t.lackey:1: error: the address does not fit in 64 bits"},
       {" L 800000000000,8\n", "t.lackey:1: error: address 0x800000000000,8 is not canonical"},
       {" L 7ffffffffffc,8\n", "t.lackey:1: error: address 0x7ffffffffffc,8 is not canonical"},
       {"IL 1234,4\n", "t.lackey:1: error: expected a space after 'I'"},
@@ -235,6 +237,63 @@ TEST(LackeyReplay, BadLinesNameFileAndLine) {
   }
 }
 
+// Zeros before the 16 significant digits change nothing: the value fits.
+TEST(LackeyReplay, LeadingZerosBeyondSixteenDigits) {
+  const LackeyStats padded = replay("I  00000000000000000401000,4\n L 0000000000000000000000007ffffffffff8,8\n", fully_associative(4));
+  const LackeyStats plain = replay("I  401000,4\n L 7ffffffffff8,8\n", fully_associative(4));
+  EXPECT_EQ(padded.records, 2u);
+  EXPECT_EQ(padded.pages, plain.pages);
+  EXPECT_EQ(padded.misses, plain.misses);
+}
+
+// An endless stream of bytes with no line break: an istream that never ends.
+class EndlessBytes : public std::streambuf {
+ public:
+  explicit EndlessBytes(char byte) { std::fill(std::begin(block_), std::end(block_), byte); }
+
+ protected:
+  int_type underflow() override {
+    ++blocks_;
+    setg(block_, block_, block_ + sizeof block_);
+    return traits_type::to_int_type(block_[0]);
+  }
+
+ public:
+  std::size_t blocks_ = 0;
+
+ private:
+  char block_[4096];
+};
+
+// A trace is a stream, so only its lines are bounded: a NUL byte or a line
+// past kMaxLackeyLineBytes stops it at once, with its place.
+TEST(LackeyReplay, BinaryOrEndlessLinesStopAtOnce) {
+  const std::string line_limit = std::to_string(pagelab::emu::kMaxLackeyLineBytes);
+  const std::pair<std::string, std::string> cases[] = {
+      {std::string("I  0400,4\n L 04\0 0,4\n", 21), "t.lackey:2:6: error: binary data (a NUL byte), not text"},
+      {"I  0400,4\n==1== " + std::string(pagelab::emu::kMaxLackeyLineBytes, 'x') + "\n",
+       "t.lackey:2:" + std::to_string(pagelab::emu::kMaxLackeyLineBytes + 1) + ": error: line longer than " + line_limit + " bytes"},
+      {"I  0400,4\n" + std::string(100000, 'y'),  // no line break at all
+       "t.lackey:2:" + std::to_string(pagelab::emu::kMaxLackeyLineBytes + 1) + ": error: line longer than " + line_limit + " bytes"},
+  };
+  for (const auto& [text, message] : cases) {
+    std::istringstream in(text);
+    std::string error;
+    EXPECT_FALSE(replay_lackey(in, "t.lackey", fully_associative(4), error).has_value());
+    EXPECT_EQ(error, message);
+  }
+  for (const char byte : {'\0', 'z'}) {
+    EndlessBytes bytes(byte);
+    std::istream in(&bytes);
+    std::string error;
+    EXPECT_FALSE(replay_lackey(in, "endless", fully_associative(4), error).has_value());
+    EXPECT_EQ(error, byte == 'z' ? "endless:1:" + std::to_string(pagelab::emu::kMaxLackeyLineBytes + 1) +
+                                       ": error: line longer than " + line_limit + " bytes"
+                                 : std::string("endless:1:1: error: binary data (a NUL byte), not text"));
+    EXPECT_LE(bytes.blocks_, 64u) << "read far past the first line";
+  }
+}
+
 TEST(LackeyReplay, CommandExitStatus) {
   const std::string path = "/tmp/pagelab-lackey-test-" + std::to_string(::getpid()) + ".txt";
   {
@@ -245,6 +304,8 @@ TEST(LackeyReplay, CommandExitStatus) {
   EXPECT_EQ(pagelab::emu::trace_command(path, "tiny", true), 0);
   EXPECT_EQ(pagelab::emu::trace_command(path, "pentium", false), 2);
   EXPECT_EQ(pagelab::emu::trace_command("/nonexistent/trace.txt", "skylake", false), 2);
+  EXPECT_EQ(pagelab::emu::trace_command("/tmp", "skylake", false), 2);  // a directory
+  EXPECT_EQ(pagelab::emu::trace_command("/dev/zero", "skylake", false), 2);
   {
     std::ofstream out(path);
     out << "I  0400,4\n?\n";

@@ -25,7 +25,7 @@ space a
 map a 0x400000 16K rw populate
 map a 0x800000 8K r shared
 map a 0x1000000 64K rw stack
-map a 0x2000000 4K rwx phys=0x100000 expect any
+map a 0x2000000 4K rwx phys=0x3c00000 expect any
 poke a 0x400008 0xdeadbeef
 protect a 0x400000 4K r expect ok
 pin a 0x400000 4K
@@ -161,10 +161,10 @@ TEST(ScenarioParser, CompleteScenarioSetup) {
   const auto& phys = get<MapStmt>(s.setup[4]);
   EXPECT_EQ(phys.prot, Prot::All);
   EXPECT_EQ(phys.kind, mm::RegionKind::Physical);
-  EXPECT_EQ(phys.physical.value(), 0x100000u);
+  EXPECT_EQ(phys.physical.value(), 0x3c00000u);
   EXPECT_TRUE(s.setup[4].expect.written);
   EXPECT_EQ(s.setup[4].expect.kind, OutcomeKind::Any);
-  EXPECT_EQ(s.setup[4].expect.where, at(12, 45));
+  EXPECT_EQ(s.setup[4].expect.where, at(12, 46));
 
   const auto& poke = get<PokeStmt>(s.setup[5]);
   EXPECT_EQ(poke.address.value(), 0x400008u);
@@ -482,6 +482,11 @@ std::vector<ErrorRow> error_rows() {
       {"bad protection", kHead + "space a\nmap a 0x400000 4K rwq\n",
        "t.scn:3:19: error: bad protection 'rwq' (expected a word of r, w, x letters, each at most once, or none)"},
       {"control character", "machine cpus=1 ram=16M\x01\n", "t.scn:1:23: error: unexpected control character 0x01"},
+      // Bounds: /dev/zero or a binary named by mistake is an error, not a hang.
+      {"NUL byte, even in a comment", kHead + std::string("# a\0b\n", 6),
+       "t.scn:2:4: error: binary data (a NUL byte), not text"},
+      {"line too long, even a comment", kHead + "# " + std::string(kMaxScenarioLineBytes, 'x') + "\n",
+       "t.scn:2:4097: error: line longer than 4096 bytes"},
       // Alignment.
       {"misaligned page address", kHead + "space a\nmap a 0x400800 4K rw\n",
        "t.scn:3:7: error: misaligned address '0x400800' ('map' needs a multiple of 4 KiB)"},
@@ -491,6 +496,25 @@ std::vector<ErrorRow> error_rows() {
        "t.scn:4:8: error: misaligned address '0x400004' ('read' accesses 64 bits: it needs a multiple of 8)"},
       {"misaligned physical address", kHead + "space a\nmap a 0x400000 4K rw phys=0x1800\n",
        "t.scn:3:27: error: misaligned physical address '0x1800' ('phys=' needs a multiple of 4 KiB)"},
+      // phys= names the device window only (16 MiB of RAM: [12 MiB, 16 MiB)).
+      {"phys= beyond RAM", kHead + "space a\nmap a 0x400000 4K rw phys=0x1000000\n",
+       "t.scn:3:27: error: phys= range [0x1000000, 0x1001000) is outside the device window: with 16 MiB of RAM, phys= "
+       "may name only [0xc00000, 0x1000000), the top of RAM that the allocator never hands out"},
+      {"phys= over the allocator's frames", kHead + "space a\nmap a 0x400000 8K rw phys=0x100000\n",
+       "t.scn:3:27: error: phys= range [0x100000, 0x102000) is outside the device window: with 16 MiB of RAM, phys= "
+       "may name only [0xc00000, 0x1000000), the top of RAM that the allocator never hands out"},
+      {"phys= range running past RAM", kHead + "space a\nmap a 0x400000 8K rw phys=0xfff000\n",
+       "t.scn:3:27: error: phys= range [0xfff000, 0x1001000) is outside the device window: with 16 MiB of RAM, phys= "
+       "may name only [0xc00000, 0x1000000), the top of RAM that the allocator never hands out"},
+      {"phys= starting just below the window", kHead + "space a\nmap a 0x400000 8K rw phys=0xbff000\n",
+       "t.scn:3:27: error: phys= range [0xbff000, 0xc01000) is outside the device window: with 16 MiB of RAM, phys= "
+       "may name only [0xc00000, 0x1000000), the top of RAM that the allocator never hands out"},
+      {"phys= in a cpu program", kHead + "space a\ncpu 1\n  map a 0x400000 4K rw phys=0x0 expect any\nend\n",
+       "t.scn:4:29: error: phys= range [0x0, 0x1000) is outside the device window: with 16 MiB of RAM, phys= "
+       "may name only [0xc00000, 0x1000000), the top of RAM that the allocator never hands out"},
+      {"phys= on a machine without a window", "machine cpus=1 ram=6M\nspace a\nmap a 0x400000 4K rw phys=0x500000\n",
+       "t.scn:3:27: error: phys= needs the machine's device window, and a machine with 6 MiB of RAM has none (it is the "
+       "top quarter of RAM, at most 4 MiB, in whole 2 MiB blocks: ram=8M or more)"},
       // CPUs.
       {"cpu beyond cpus", kHead + "cpu 2\nend\n", "t.scn:2:5: error: cpu 2 does not exist: the machine has 2 CPUs, 0 to 1"},
       {"check faults cpu beyond cpus", kHead + "check faults cpu 5 >= 1\n",
@@ -592,6 +616,22 @@ TEST(ScenarioErrors, EveryKindHasItsExactMessage) {
     ASSERT_FALSE(result.ok()) << "accepted:\n" << row.text;
     EXPECT_EQ(result.error().to_string(), row.expected);
   }
+}
+
+TEST(ScenarioParser, PhysAnywhereInTheDeviceWindow) {
+  // 16 MiB: [12 MiB, 16 MiB); 64 MiB and more: the top 4 MiB; 8 MiB: the top 2 MiB.
+  for (const char* text : {"machine cpus=1 ram=16M\nspace a\nmap a 0x400000 4M rw phys=0xc00000\n",
+                           "machine cpus=1 ram=16M\nspace a\nmap a 0x400000 4K rw phys=0xfff000\n",
+                           "machine cpus=1 ram=1G\nspace a\nmap a 0x400000 2M rw phys=0x3fe00000\n",
+                           "machine cpus=1 ram=8M\nspace a\ncpu 0\n  map a 0x400000 2M rw phys=0x600000\nend\n"}) {
+    const ParseResult result = parse_scenario(text, "t.scn");
+    EXPECT_TRUE(result.ok()) << text << (result.ok() ? "" : result.error().to_string());
+  }
+}
+
+TEST(ScenarioErrors, LongestLineIsAccepted) {
+  const std::string line = "# " + std::string(kMaxScenarioLineBytes - 2, 'x');
+  EXPECT_TRUE(parse_scenario(kHead + line + "\n" + line, "t.scn").ok());
 }
 
 TEST(ScenarioErrors, ErrorFieldsAndFormat) {

@@ -8,7 +8,8 @@
 // (src/kernel/scenario/compiled_scenario.hpp) that the kernel links. A
 // scenario the kernel cannot run is still listed, with the reason, so the
 // kernel can say it skipped it. A parse error is fatal (exit 2): the build
-// stops, as `pagelab run` would.
+// stops, as `pagelab run` would. (A phys= range outside the emulator's
+// device window is one: it would name the kernel's own RAM.)
 //
 // What makes a scenario "cannot run" on the kernel:
 //   - an unsafe shootdown policy (the emulator's oracle is what catches them);
@@ -16,8 +17,6 @@
 //     at CPL 0);
 //   - an access to the upper half (the kernel half is the kernel's own
 //     memory there, and empty in the emulator);
-//   - a phys= range outside the emulator's device window (it would name the
-//     kernel's own RAM);
 //   - more spaces, barriers or nested repeats than the interpreter holds.
 #include <fmt/format.h>
 
@@ -30,6 +29,9 @@
 #include <string>
 #include <vector>
 
+#include "emu/io/text_input.hpp"
+#include "emu/machine/device_window.hpp"
+#include "emu/scenario/lexer.hpp"
 #include "emu/scenario/parser.hpp"
 #include "mm/vm/layout.hpp"
 #include "scenario/compiled_scenario.hpp"
@@ -39,14 +41,10 @@ namespace {
 namespace ks = kernel::scenario;
 namespace sc = pagelab::scenario;
 
-// The emulator's device window (emu/machine/machine.hpp,
-// device_window_bytes): the top quarter of RAM, at most 4 MiB, in whole
-// 2 MiB blocks. phys= addresses in scenarios point into it.
+// phys= addresses in scenarios point into the emulator's device window
+// (emu/machine/device_window.hpp); the kernel gives a scenario a zeroed run
+// in its place, aligned as the window is modulo 2 MiB.
 constexpr std::uint64_t kTwoMiB = std::uint64_t{2} << 20;
-constexpr std::uint64_t emulator_device_window_bytes(std::uint64_t ram_bytes) {
-  const std::uint64_t quarter = (ram_bytes / 4) & ~(kTwoMiB - 1);
-  return quarter < (std::uint64_t{4} << 20) ? quarter : std::uint64_t{4} << 20;
-}
 
 class Compiler {
  public:
@@ -54,8 +52,8 @@ class Compiler {
       : s_(scenario), name_(std::move(name)), file_(std::move(file)) {
     for (std::size_t i = 0; i < s_.spaces.size(); ++i) space_index_[s_.spaces[i].name] = static_cast<std::uint8_t>(i);
     if (s_.spaces.size() > ks::kMaxSpaces) skip(fmt::format("it creates {} address spaces; the kernel holds {}", s_.spaces.size(), ks::kMaxSpaces));
-    window_bytes_ = emulator_device_window_bytes(s_.machine.ram_bytes);
-    window_start_ = s_.machine.ram_bytes - window_bytes_;
+    window_bytes_ = pagelab::emu::device_window_bytes(s_.machine.ram_bytes);
+    window_start_ = pagelab::emu::device_window_start(s_.machine.ram_bytes);
   }
 
   void compile() {
@@ -226,14 +224,9 @@ class Compiler {
         case sc::MapKindWord::Stack: op.other = static_cast<std::uint8_t>(ks::MapKind::Stack); break;
         case sc::MapKindWord::Phys: {
           op.other = static_cast<std::uint8_t>(ks::MapKind::Phys);
-          const std::uint64_t at = m->physical.value();
-          if (window_bytes_ == 0 || at < window_start_ || m->length > s_.machine.ram_bytes - at) {
-            skip(fmt::format("line {}: phys={:#x} lies outside the emulator's device window [{:#x}, {:#x})", st.where.line, at,
-                             window_start_, s_.machine.ram_bytes));
-          } else {
-            op.value = at - window_start_;
-            uses_phys_ = true;
-          }
+          // The parser took only a range inside the device window.
+          op.value = m->physical.value() - window_start_;
+          uses_phys_ = true;
           break;
         }
       }
@@ -416,16 +409,15 @@ int main(int argc, char** argv) {
   std::set<std::string> names;
   int index = 0;
   for (const std::string& input : inputs) {
-    std::ifstream in(input);
-    if (!in) {
-      std::fprintf(stderr, "pagelab-scenario-compile: cannot read '%s'\n", input.c_str());
+    const pagelab::emu::TextFile text = pagelab::emu::read_text_file(
+        input, {pagelab::scenario::kMaxScenarioLineBytes, pagelab::scenario::kMaxScenarioBytes, "a scenario"});
+    if (!text.ok()) {
+      std::fprintf(stderr, "%s\n", text.error->message("pagelab-scenario-compile").c_str());
       return 2;
     }
-    std::stringstream text;
-    text << in.rdbuf();
     const std::filesystem::path path(input);
     const std::string file = root.empty() ? input : std::filesystem::relative(path, root).generic_string();
-    const pagelab::scenario::ParseResult parsed = pagelab::scenario::parse_scenario(text.str(), file);
+    const pagelab::scenario::ParseResult parsed = pagelab::scenario::parse_scenario(text.text, file);
     if (!parsed.ok()) {
       std::fprintf(stderr, "%s\n", parsed.error().to_string().c_str());
       return 2;
@@ -453,6 +445,7 @@ int main(int argc, char** argv) {
          << "const mm::usize kCompiledScenarioCount = " << index << ";\n\n}  // namespace kernel::scenario\n";
   std::ofstream out(out_path);
   out << source.str();
+  out.close();  // a full disk shows only here
   if (!out) {
     std::fprintf(stderr, "pagelab-scenario-compile: cannot write '%s'\n", out_path.c_str());
     return 2;

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "emu/cli/interrupt_scope.hpp"
 #include "emu/cli/schedule_file.hpp"
 #include "emu/machine/emu_platform.hpp"
 #include "emu/runner/scenario_runner.hpp"
@@ -182,9 +183,10 @@ ExploreResult explore(const scenario::Scenario& scenario, const ExploreOptions& 
   unsigned finished = 0;
   std::map<std::string, std::size_t> group_index;  // key -> index in result.groups
 
+  const auto interrupted = [&] { return hooks.interrupt != nullptr && hooks.interrupt->load(std::memory_order_relaxed) != 0; };
   const auto worker = [&](unsigned index) {
     for (;;) {
-      if (stop.load(std::memory_order_acquire)) break;
+      if (stop.load(std::memory_order_acquire) || interrupted()) break;
       const std::uint64_t k = next.fetch_add(1, std::memory_order_relaxed);
       if (k >= result.planned) break;
       RunOptions run;
@@ -262,6 +264,7 @@ ExploreResult explore(const scenario::Scenario& scenario, const ExploreOptions& 
   result.run = done.load();
   result.failed = failed.load();
   result.seconds = elapsed();
+  if (interrupted()) result.interrupted_by = hooks.interrupt->load();
   // A stop for --max-failures may leave seeds unrun; then the run is "early"
   // only if some were left.
   if (result.run == result.planned) result.stopped_early = false;
@@ -339,7 +342,15 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
   action.sa_handler = on_abort;
   sigemptyset(&action.sa_mask);
   sigaction(SIGABRT, &action, &previous);
-  const ExploreResult result = explore(scenario, options, hooks);
+  ExploreResult result;
+  {
+    const InterruptScope interrupts(
+        "\npagelab explore: interrupted: no more seeds are handed out; the running ones finish, then the summary "
+        "(interrupt again to stop at once)\n");
+    hooks.interrupt = &interrupts.signal();
+    result = explore(scenario, options, hooks);
+    hooks.interrupt = nullptr;
+  }
   sigaction(SIGABRT, &previous, nullptr);
   g_jobs.store(0);
   if (progress_shown && terminal) std::fprintf(stderr, "\r\033[K");
@@ -349,14 +360,23 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
     return 2;
   }
   const double rate = result.seconds > 0 ? static_cast<double>(result.run) / result.seconds : 0;
+  const int interrupted = result.interrupted_by;
+  std::string why_stopped;
+  if (result.stopped_early) why_stopped = fmt::format(" (stopped after --max-failures {})", options.max_failures);
+  else if (interrupted != 0) why_stopped = fmt::format(" (interrupted by {})", interrupt_signal_name(interrupted));
   std::printf("seeds run: %llu of %llu%s\n", static_cast<unsigned long long>(result.run),
-              static_cast<unsigned long long>(result.planned),
-              result.stopped_early ? fmt::format(" (stopped after --max-failures {})", options.max_failures).c_str() : "");
+              static_cast<unsigned long long>(result.planned), why_stopped.c_str());
   std::printf("time: %.2f s, %.1f seeds/s\n", result.seconds, rate);
   std::printf("failing seeds: %llu\n", static_cast<unsigned long long>(result.failed));
+  // Interrupted: the summary as far as it got, and 128+N as a signal's end.
+  const int failed_status = interrupted != 0 ? 128 + interrupted : kExitFailed;
   if (!result.first_failing_seed) {
+    if (interrupted != 0) {
+      std::printf("INTERRUPTED: every seed run held\n");
+      return failed_status;
+    }
     std::printf("PASS: every seed held\n");
-    return 0;
+    return kExitHeld;
   }
   std::printf("distinct failures: %zu\n", result.groups.size());
   for (const FailureGroup& group : result.groups) {
@@ -388,7 +408,7 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
     std::string error;
     if (!write_schedule_record(command.record_path, record, error)) {
       std::fprintf(stderr, "pagelab: %s\n", error.c_str());
-      return 2;
+      return kExitOutputFailed;
     }
     std::printf("recorded: %s (replay it: %s replay %s)\n", command.record_path.c_str(), shell_quote(command.program).c_str(),
                 shell_quote(command.record_path).c_str());
@@ -397,7 +417,7 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
                 reproduce.c_str(), static_cast<unsigned long long>(seed), shell_quote(command.program).c_str(),
                 static_cast<unsigned long long>(seed));
   }
-  return 1;
+  return failed_status;
 }
 
 }  // namespace pagelab::emu

@@ -26,10 +26,19 @@
 // explore_command then names the seeds that were running, and the command
 // that reproduces each, from a SIGABRT handler.
 //
+// Interruption: the first SIGINT or SIGTERM stops the handing out of seeds
+// (ExploreHooks::interrupt); the seeds running finish, so the seeds run are
+// still a prefix, and the summary, the reproduce command and --record are
+// given as at a normal end. A second signal ends the process at once (its
+// default action is back from the first).
+//
 // Exit status: 0 when every seed held, 1 when one did not, 2 for bad input
-// (a seed range, a shard, a strategy, a scenario the machine cannot run).
+// (a seed range, a shard, a strategy, a scenario the machine cannot run),
+// 3 when the --record file could not be written, 128+N when signal N
+// stopped the sweep (130 for SIGINT, 143 for SIGTERM), failures or not.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -94,6 +103,7 @@ struct ExploreResult {
   std::uint64_t failed = 0;
   double seconds = 0;
   bool stopped_early = false;  // --max-failures was reached
+  int interrupted_by = 0;      // the signal that stopped the handing out of seeds; 0 when none did
   std::vector<FailureGroup> groups;  // by first seed
   // The lowest failing seed, its whole report and its schedule.
   std::optional<std::uint64_t> first_failing_seed;
@@ -130,6 +140,9 @@ struct ExploreHooks {
   // with nullopt when that seed is over; no lock held. For a record of the
   // seeds in flight that survives a crash (explore_command's abort handler).
   std::function<void(unsigned worker, std::optional<std::uint64_t> seed)> running;
+  // When set and nonzero (a signal's number, stored by a signal handler):
+  // no more seeds are handed out; the ones running finish.
+  const std::atomic<int>* interrupt = nullptr;
 };
 
 // Runs the sweep.

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "emu/cli/interrupt_scope.hpp"
 #include "emu/cli/results_json.hpp"
 #include "emu/fuzz/campaign.hpp"
 #include "emu/fuzz/generator.hpp"
@@ -20,15 +21,6 @@
 namespace pagelab::emu {
 
 namespace {
-
-std::atomic<bool> g_stop{false};
-
-void on_stop_signal(int) {
-  g_stop.store(true);
-  // A second signal ends the process the default way.
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-}
 
 int usage_error(const std::string& message) {
   std::fprintf(stderr, "pagelab: %s\n", message.c_str());
@@ -137,14 +129,10 @@ int fuzz_command(const std::string& program, const FuzzArgs& a) {
     o.out_dir = a.out_dir;
   }
 
-  g_stop.store(false);
-  struct sigaction action {};
-  action.sa_handler = on_stop_signal;
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
+  const InterruptScope interrupt("pagelab fuzz: stopping: the cases under way finish, then the summary\n");
   fuzz::CampaignHooks hooks;
   hooks.program = program;
-  hooks.stop = &g_stop;
+  hooks.stop = &interrupt.signal();
   const bool terminal = isatty(STDERR_FILENO) != 0;
   if (!a.quiet) {
     hooks.interval = std::chrono::milliseconds(terminal ? 500 : 5000);
@@ -159,8 +147,6 @@ int fuzz_command(const std::string& program, const FuzzArgs& a) {
     };
   }
   const fuzz::CampaignResult result = fuzz::run_campaign(o, hooks);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
   if (!a.quiet && terminal) std::fputc('\n', stderr);
   if (result.bad_input) {
     std::fprintf(stderr, "%s", result.bad_input->c_str());
@@ -190,7 +176,7 @@ int fuzz_command(const std::string& program, const FuzzArgs& a) {
     std::fprintf(stderr, "pagelab: --json %s\n", error.c_str());
     return 2;
   }
-  if (result.interrupted) return 130;
+  if (result.interrupted) return 128 + interrupt.signal().load();
   return result.failures.empty() ? 0 : 1;
 }
 

@@ -10,11 +10,11 @@
 // file its shrunk case was written to and the command that reproduces it.
 // --json writes the same results in the versioned schema `explore --json`
 // shares (results_json.hpp). SIGINT or SIGTERM stops handing out cases; the
-// cases under way finish (their shrinking cut short), the summary and the
-// JSON are written, and the exit status is 130.
+// cases under way finish, the summary and the JSON are written, and the exit
+// status is 128 + the signal's number (130, 143).
 //
 // Exit status: 0 when nothing failed, 1 when something did, 2 for bad
-// arguments, 130 when interrupted.
+// arguments, 128+N when stopped by signal N.
 #pragma once
 
 #include <string>

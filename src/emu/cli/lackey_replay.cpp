@@ -2,12 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <array>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <istream>
+
+#include "emu/io/line_reader.hpp"
 
 namespace pagelab::emu {
 
@@ -31,6 +31,20 @@ constexpr std::array<std::uint8_t, 256> kHexDigits = [] {
   for (int c = 'A'; c <= 'F'; ++c) table[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - 'A' + 10);
   return table;
 }();
+
+// A bad line as an error quotes it: its first 40 bytes, unprintable ones
+// as \xNN (a binary file's line is neither short nor printable).
+std::string excerpt(std::string_view text) {
+  constexpr std::size_t kShown = 40;
+  std::string out;
+  for (const char c : text.substr(0, kShown)) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f) out += c;
+    else out += fmt::format("\\x{:02x}", byte);
+  }
+  if (text.size() > kShown) out += "...";
+  return out;
+}
 
 int hex_digit(char c) {
   const std::uint8_t d = kHexDigits[static_cast<unsigned char>(c)];
@@ -140,7 +154,7 @@ bool LackeyReplayer::feed_line(std::string_view line, std::string& error) {
   }
   const char kind = line[pos++];
   if (kind != 'I' && kind != 'L' && kind != 'S' && kind != 'M') {
-    error = fmt::format("expected an access (I, L, S or M) or a valgrind line (==PID==), found '{}'", line);
+    error = fmt::format("expected an access (I, L, S or M) or a valgrind line (==PID==), found '{}'", excerpt(line));
     return false;
   }
   if (pos == line.size() || !is_space(line[pos])) {
@@ -151,8 +165,8 @@ bool LackeyReplayer::feed_line(std::string_view line, std::string& error) {
   u64 va = 0;
   std::size_t digits = 0;
   for (int d; pos < line.size() && (d = hex_digit(line[pos])) >= 0; ++pos, ++digits) {
-    if (digits == 16) [[unlikely]] {
-      error = "the address has more than 16 hexadecimal digits";
+    if ((va >> 60) != 0) [[unlikely]] {  // leading zeros are fine, a 17th significant digit is not
+      error = "the address does not fit in 64 bits";
       return false;
     }
     va = (va << 4) | static_cast<u64>(d);
@@ -180,7 +194,7 @@ bool LackeyReplayer::feed_line(std::string_view line, std::string& error) {
     return false;
   }
   if (pos != line.size()) {
-    error = fmt::format("unexpected '{}' after the size", line.substr(pos));
+    error = fmt::format("unexpected '{}' after the size", excerpt(line.substr(pos)));
     return false;
   }
   ++stats_.records;
@@ -211,47 +225,19 @@ LackeyStats LackeyReplayer::stats() const {
 std::optional<LackeyStats> replay_lackey(std::istream& in, const std::string& file_name,
                                          const hw::TlbGeometry& geometry, std::string& error) {
   LackeyReplayer replayer(geometry);
-  // Lines are cut out of large blocks read at once (std::getline costs more
-  // than replaying the access): the same lines getline would give, the last
-  // one included when it has no newline.
-  constexpr std::size_t kBlock = std::size_t{1} << 16;
-  std::vector<char> buffer(2 * kBlock);
-  std::size_t begin = 0;  // the unconsumed bytes are buffer[begin, end)
-  std::size_t end = 0;
-  u64 number = 0;
+  // A trace is a stream (a pipe from valgrind, or gigabytes on disk): its
+  // lines are bounded, not its length.
+  LineReader lines(in, file_name, TextLimits{kMaxLackeyLineBytes, 0, "a trace"});
+  std::string_view line;
   std::string message;
-  const auto feed = [&](std::string_view line) {
-    ++number;
-    if (replayer.feed_line(line, message)) return true;
-    error = fmt::format("{}:{}: error: {}", file_name, number, message);
-    return false;
-  };
-  for (;;) {
-    if (begin != 0) {  // keep the partial line, at the front
-      std::copy(buffer.begin() + static_cast<std::ptrdiff_t>(begin), buffer.begin() + static_cast<std::ptrdiff_t>(end),
-                buffer.begin());
-      end -= begin;
-      begin = 0;
+  while (lines.next(line)) {
+    if (!replayer.feed_line(line, message)) {
+      error = fmt::format("{}:{}: error: {}", file_name, lines.line_number(), message);
+      return std::nullopt;
     }
-    if (buffer.size() - end < kBlock) buffer.resize(end + kBlock);  // a line longer than a block
-    in.read(buffer.data() + end, static_cast<std::streamsize>(buffer.size() - end));
-    const auto got = static_cast<std::size_t>(in.gcount());
-    end += got;
-    const char* const data = buffer.data();
-    for (;;) {
-      const void* newline = std::memchr(data + begin, '\n', end - begin);
-      if (newline == nullptr) break;
-      const auto at = static_cast<std::size_t>(static_cast<const char*>(newline) - data);
-      if (!feed(std::string_view(data + begin, at - begin))) return std::nullopt;
-      begin = at + 1;
-    }
-    if (got == 0 || !in) break;
   }
-  if (begin != end && !in.bad()) {
-    if (!feed(std::string_view(buffer.data() + begin, end - begin))) return std::nullopt;
-  }
-  if (in.bad()) {
-    error = fmt::format("{}: error: read failed", file_name);
+  if (lines.error()) {
+    error = lines.error()->message("pagelab");
     return std::nullopt;
   }
   return replayer.stats();
@@ -312,9 +298,9 @@ int trace_command(const std::string& file, const std::string& tlb, bool json) {
     std::fprintf(stderr, "pagelab trace: --tlb: %s\n", named.error.c_str());
     return 2;
   }
-  std::ifstream in(file);
-  if (!in) {
-    std::fprintf(stderr, "pagelab trace: cannot read trace '%s'\n", file.c_str());
+  std::ifstream in;
+  if (const std::optional<InputError> failure = open_text_input(file, in)) {
+    std::fprintf(stderr, "%s\n", failure->message("pagelab").c_str());
     return 2;
   }
   std::string error;

@@ -11,8 +11,11 @@
 //   " S ADDR,SIZE"   a store
 //   " M ADDR,SIZE"   a modify: a load, then a store, of the same bytes
 //   "==PID== ..." and "--PID-- ..."   valgrind's own lines, skipped
-// ADDR is hexadecimal (no 0x), SIZE decimal. An access whose bytes cross a
-// page boundary translates every page it touches.
+// ADDR is hexadecimal (no 0x; any number of leading zeros, a value that
+// fits 64 bits), SIZE decimal. An access whose bytes cross a page boundary
+// translates every page it touches. A line holds at most kMaxLackeyLineBytes
+// and no NUL byte (emu/io/text_input.hpp); the trace itself is a stream, of
+// any length.
 //
 // The model (one user-mode CPU, CR0.WP, EFER.NXE, no PCIDs, no PSC):
 //   - every translation looks up the TLB; a miss walks the 4-level tables
@@ -37,6 +40,10 @@
 #include "emu/hw/tlb.hpp"
 
 namespace pagelab::emu {
+
+// Lackey's lines are about 20 bytes; valgrind's own (its command line) can
+// be longer.
+inline constexpr std::size_t kMaxLackeyLineBytes = 8192;
 
 struct LackeyStats {
   // The trace.
@@ -94,7 +101,9 @@ class LackeyReplayer {
   LackeyStats stats_;
 };
 
-// The whole file; nullopt with "FILE:LINE: error: ..." in `error`.
+// The whole file; nullopt with "FILE:LINE: error: ..." in `error` (or
+// "FILE:LINE:COL: error: ..." for a NUL byte or a line too long, "pagelab:
+// cannot read FILE: REASON" for a read that failed).
 std::optional<LackeyStats> replay_lackey(std::istream& in, const std::string& file_name,
                                          const hw::TlbGeometry& geometry, std::string& error);
 

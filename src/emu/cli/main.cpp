@@ -10,14 +10,19 @@
 //   pagelab trace FILE [--tlb tiny|skylake|zen2] [--json]
 //   pagelab fuzz [--seed S] [--cases N | --time D] [--seeds-per-case K] [--jobs N] [--shard I/N]
 //                [--shootdown POLICY] [--allow-unsafe] [--inject SPEC]... [--out DIR] [--json FILE]
-// Exit status: 0 when the scenario held, 1 when it did not, 2 for bad input.
+// Exit status: 0 when the scenario held, 1 when it did not, 2 for bad input
+// (an output that cannot be opened included), 3 when an output lost bytes
+// (a full disk), 128+N for explore stopped by signal N (docs/EMULATOR.md).
+// A reader that closes the pipe on standard output (`| head`) ends that
+// output quietly: the command finishes its work and exits as it would have.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -29,7 +34,10 @@
 #include "emu/cli/inspect.hpp"
 #include "emu/cli/lackey_replay.hpp"
 #include "emu/cli/schedule_file.hpp"
+#include "emu/io/output_file.hpp"
+#include "emu/io/text_input.hpp"
 #include "emu/runner/scenario_runner.hpp"
+#include "emu/scenario/lexer.hpp"
 #include "emu/scenario/parser.hpp"
 
 #ifndef PAGELAB_VERSION
@@ -130,17 +138,36 @@ int apply_output_flags(const OutputFlags& flags, emu::RunOptions& options) {
   return 0;
 }
 
-// Reads a scenario file into `text`. False after a message (the caller exits 2).
+constexpr emu::TextLimits kScenarioLimits{scenario::kMaxScenarioLineBytes, scenario::kMaxScenarioBytes, "a scenario"};
+
+// Reads a scenario file into `text`, within kScenarioLimits. False after a
+// message (the caller exits 2).
 bool read_scenario_text(const std::string& path, std::string& text) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in || std::filesystem::is_directory(path)) {
-    fail_usage("cannot read scenario '" + path + "'");
+  emu::TextFile file = emu::read_text_file(path, kScenarioLimits);
+  if (!file.ok()) {
+    std::fprintf(stderr, "%s\n", file.error->message("pagelab").c_str());
     return false;
   }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  text = buffer.str();
+  text = std::move(file.text);
   return true;
+}
+
+// --cpu names CPUs the scenario has: 0, or 2 after a message.
+int check_trace_cpus(const emu::RunOptions& options, const scenario::Scenario& scenario, const std::string& given) {
+  if (!options.filter.cpus || options.filter.cpus->empty()) return 0;
+  const std::uint32_t highest = *options.filter.cpus->rbegin();
+  const std::uint32_t cpus = scenario.machine.cpus;
+  if (highest < cpus) return 0;
+  return fail_usage(fmt::format("--cpu {}: CPU {} does not exist: {} has {}", given, highest, scenario.file,
+                                cpus == 1 ? std::string("1 CPU, cpu 0") : fmt::format("{} CPUs, 0 to {}", cpus, cpus - 1)));
+}
+
+// An output written only after the run (a schedule record): its directory
+// must exist now, so a bad path costs no run. 0, or 2 after a message.
+int check_output(const std::string& path) {
+  if (path.empty()) return 0;
+  if (const std::optional<std::string> problem = emu::check_output_path(path)) return fail_usage(*problem);
+  return 0;
 }
 
 // Parses it; the first error, as FILE:LINE:COL: error:, goes to stderr.
@@ -180,13 +207,14 @@ int parse_strategy(const std::string& text, emu::Strategy& out) {
   return 0;
 }
 
-// Runs, prints the report, and (with `record`) writes the schedule record.
+// Runs, prints the report, and (with `record`) writes the schedule record:
+// a record that cannot be written completely makes the status 3.
 int run_and_report(const scenario::Scenario& scenario, const emu::RunOptions& options, const std::string& record_path,
                    std::uint64_t scenario_hash) {
   const emu::RunResult result = emu::run_scenario(scenario, options);
   std::fflush(stdout);
   std::fputs(result.report.c_str(), stderr);
-  if (!record_path.empty() && result.exit_code != 2) {
+  if (!record_path.empty() && result.exit_code != emu::kExitBadInput) {
     emu::ScheduleRecord record;
     record.scenario = scenario.file;
     record.scenario_hash = scenario_hash;
@@ -199,7 +227,10 @@ int run_and_report(const scenario::Scenario& scenario, const emu::RunOptions& op
     record.cpus = scenario.machine.cpus;
     record.schedule = result.schedule;
     std::string error;
-    if (!emu::write_schedule_record(record_path, record, error)) return fail_usage(error);
+    if (!emu::write_schedule_record(record_path, record, error)) {
+      fail_usage(error);
+      return emu::kExitOutputFailed;
+    }
   }
   return result.exit_code;
 }
@@ -212,6 +243,7 @@ int run_command(const std::string& path, const emu::RunOptions& base, const Outp
   if (!record_path.empty() && !options.deterministic) {
     return fail_usage("--record needs the deterministic scheduler: a --parallel run has no schedule to record");
   }
+  if (const int status = check_output(record_path)) return status;
   std::string text;
   if (!read_scenario_text(path, text)) return 2;
   if (!shootdown.empty()) {
@@ -219,6 +251,7 @@ int run_command(const std::string& path, const emu::RunOptions& base, const Outp
   }
   const std::optional<scenario::Scenario> parsed = parse_or_report(text, path);
   if (!parsed) return 2;
+  if (const int status = check_trace_cpus(options, *parsed, flags.cpus)) return status;
   return run_and_report(*parsed, options, record_path, emu::scenario_text_hash(text));
 }
 
@@ -240,15 +273,13 @@ int replay_command(const std::string& file, const emu::RunOptions& base, const O
     const std::string beside = (std::filesystem::path(file).parent_path() / path).string();
     if (std::filesystem::is_regular_file(beside, ec)) path = beside;
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in || !std::filesystem::is_regular_file(path, ec)) {
+  if (!std::filesystem::is_regular_file(path, ec)) {
     std::fprintf(stderr, "%s:%u: error: cannot read the recorded scenario '%s'\n", file.c_str(), record->scenario_line,
                  record->scenario.c_str());
     return 2;
   }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  std::string text;
+  if (!read_scenario_text(path, text)) return 2;
   const std::uint64_t hash = emu::scenario_text_hash(text);
   if (record->scenario_hash && *record->scenario_hash != hash) {
     std::fprintf(stderr, "pagelab: warning: %s changed since %s was recorded; the schedule may not fit it\n", path.c_str(),
@@ -256,6 +287,7 @@ int replay_command(const std::string& file, const emu::RunOptions& base, const O
   }
   const std::optional<scenario::Scenario> parsed = parse_or_report(text, path);
   if (!parsed) return 2;
+  if (const int status = check_trace_cpus(options, *parsed, flags.cpus)) return status;
   if (record->shootdown) {
     if (const int status = parse_shootdown(*record->shootdown, record->allow_unsafe, options.shootdown)) return status;
   }
@@ -295,6 +327,7 @@ int explore_command(const std::string& program, const std::string& path, emu::Ex
   if (const int status = parse_strategy(strategy, options.strategy)) return status;
   if (jobs == 0 || jobs > 1024) return fail_usage("--jobs takes 1 to 1024, not " + std::to_string(jobs));
   options.jobs = jobs;
+  if (const int status = check_output(record_path)) return status;
   std::string text;
   if (!read_scenario_text(path, text)) return 2;
   if (!shootdown.empty()) {
@@ -402,8 +435,24 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (inspect->parsed()) return emu::inspect_command(inspect_ram, inspect_space, inspect_address, inspect_format);
-  if (trace->parsed()) return emu::trace_command(trace_file, trace_tlb, trace_json);
+  // A reader that closed the pipe on standard output must not kill the
+  // process (SIGPIPE's default) before it writes its record or its files:
+  // the write fails with EPIPE instead, and finish() keeps quiet about it.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGPIPE, &ignore, nullptr);
+  // Every command's standard output is checked once, at the end: a full
+  // disk makes the status 3, a closed pipe changes nothing.
+  const auto finish = [](int status) {
+    if (const std::optional<std::string> problem = emu::finish_standard_output()) {
+      std::fprintf(stderr, "pagelab: %s\n", problem->c_str());
+      if (status == emu::kExitHeld || status == emu::kExitFailed) return emu::kExitOutputFailed;
+    }
+    return status;
+  };
+  if (inspect->parsed()) return finish(emu::inspect_command(inspect_ram, inspect_space, inspect_address, inspect_format));
+  if (trace->parsed()) return finish(emu::trace_command(trace_file, trace_tlb, trace_json));
   if (run->parsed()) {
     if (run->count("--seed") > 0) options.seed = seed;
     options.deterministic = !parallel;
@@ -411,27 +460,34 @@ int main(int argc, char** argv) {
       std::string error;
       if (!emu::add_injection(argument, options.inject, error)) return fail_usage(error);
     }
-    std::ofstream outcomes_file;
-    std::mutex outcomes_mutex;
+    std::unique_ptr<emu::OutputFile> outcomes;
+    std::mutex outcomes_mutex;  // --parallel CPUs report from their threads
     if (!outcomes_path.empty()) {
-      outcomes_file.open(outcomes_path);
-      if (!outcomes_file) return fail_usage("--outcomes: cannot write '" + outcomes_path + "'");
+      std::string error;
+      outcomes = emu::OutputFile::open(outcomes_path, error);
+      if (!outcomes) return fail_usage(error);
       options.outcomes = [&](const emu::Outcome& outcome) {
         const std::lock_guard<std::mutex> guard(outcomes_mutex);
-        outcomes_file << emu::format_outcome(outcome) << '\n';
+        outcomes->write(emu::format_outcome(outcome) + '\n');
       };
     }
-    return run_command(path, options, output, strategy, shootdown, record_path);
+    int status = run_command(path, options, output, strategy, shootdown, record_path);
+    if (outcomes && !outcomes->close()) {
+      fail_usage(outcomes->error());
+      if (status != emu::kExitBadInput) status = emu::kExitOutputFailed;
+    }
+    return finish(status);
   }
-  if (replay->parsed()) return replay_command(replay_file, replay_options, replay_output);
-  if (fuzz->parsed()) return emu::fuzz_command(argv[0], fuzz_args);
+  if (replay->parsed()) return finish(replay_command(replay_file, replay_options, replay_output));
+  if (fuzz->parsed()) return finish(emu::fuzz_command(argv[0], fuzz_args));
   if (explore->parsed()) {
     for (const std::string& argument : explore_inject) {
       std::string error;
       if (!emu::add_injection(argument, explore_options.inject, error)) return fail_usage(error);
     }
-    return explore_command(argv[0], explore_path, explore_options, explore_seeds, explore_strategy, explore_shootdown, explore_shard,
-                           explore->count("--shard") > 0, explore_jobs, explore_quiet, explore_verbose, explore_record);
+    return finish(explore_command(argv[0], explore_path, explore_options, explore_seeds, explore_strategy, explore_shootdown,
+                                  explore_shard, explore->count("--shard") > 0, explore_jobs, explore_quiet, explore_verbose,
+                                  explore_record));
   }
   return 2;
 }

@@ -3,13 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
-#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include "emu/io/line_reader.hpp"
+#include "emu/io/output_file.hpp"
 #include "emu/machine/fault_injection.hpp"
 #include "emu/scenario/ast.hpp"
 
@@ -22,6 +22,7 @@ constexpr std::uint32_t kVersion = 1;
 // A bound on `steps` so that a corrupt count cannot ask for gigabytes: 2^30
 // choices are 4 GiB of schedule, far beyond any scenario's run.
 constexpr std::uint64_t kMaxSteps = std::uint64_t{1} << 30;
+constexpr TextLimits kRecordLimits{kMaxRecordLineBytes, kMaxRecordBytes, "a schedule record"};
 
 // Decimal digits only, the whole of `text`, no overflow.
 bool parse_decimal(std::string_view text, std::uint64_t& out) {
@@ -47,19 +48,20 @@ class Reader {
  public:
   Reader(const std::string& file, std::string& error) : file_(file), error_(error) {}
 
-  std::optional<ScheduleRecord> read(std::string_view text) {
-    std::uint32_t line_number = 0;
-    std::size_t at = 0;
-    while (at < text.size()) {
-      const std::size_t newline = text.find('\n', at);
-      const std::size_t stop = newline == std::string_view::npos ? text.size() : newline;
-      const std::string_view raw = text.substr(at, stop - at);
-      at = stop + 1;
-      ++line_number;
-      if (!line(line_number, raw)) return std::nullopt;
+  // Reads the record line by line as the stream gives it (so a bad first
+  // line stops the reading at once), within kRecordLimits.
+  std::optional<ScheduleRecord> read(std::istream& in) {
+    LineReader lines(in, file_, kRecordLimits);
+    std::string_view raw;
+    while (lines.next(raw)) {
+      if (!line(static_cast<std::uint32_t>(lines.line_number()), raw)) return std::nullopt;
+    }
+    if (lines.error()) {
+      error_ = lines.error()->message("pagelab");
+      return std::nullopt;
     }
     // Where a missing part would have been: the line after the last one.
-    const std::uint32_t after = line_number + 1;
+    const auto after = static_cast<std::uint32_t>(lines.line_number() + 1);
     if (state_ == State::Magic) return fail(after, "empty file: not a pagelab schedule record");
     if (state_ != State::Done) {
       return fail(after, state_ == State::Header ? "the header ends without a `schedule` line (the file is truncated?)"
@@ -287,29 +289,33 @@ bool write_schedule_record(const std::string& path, const ScheduleRecord& record
     return false;
   }
   const std::string text = format_schedule_record(record);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (out) out << text;
-  if (out) out.flush();
-  if (!out) {
-    error = fmt::format("cannot write schedule record '{}': {}", path, std::strerror(errno));
+  if (text.size() > kMaxRecordBytes) {
+    error = fmt::format("{}: the record of {} choices would be {} bytes, more than replay reads ({} MiB)", path,
+                        record.schedule.size(), text.size(), kMaxRecordBytes >> 20);
+    return false;
+  }
+  std::unique_ptr<OutputFile> out = OutputFile::open(path, error);
+  if (!out) return false;
+  out->write(text);
+  if (!out->close()) {
+    error = out->error();
     return false;
   }
   return true;
 }
 
 std::optional<ScheduleRecord> parse_schedule_record(std::string_view text, const std::string& file, std::string& error) {
-  return Reader(file, error).read(text);
+  std::istringstream in{std::string(text)};
+  return Reader(file, error).read(in);
 }
 
 std::optional<ScheduleRecord> read_schedule_record(const std::string& path, std::string& error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = fmt::format("{}: error: cannot read schedule record: {}", path, std::strerror(errno));
+  std::ifstream in;
+  if (const std::optional<InputError> failure = open_text_input(path, in)) {
+    error = failure->message("pagelab");
     return std::nullopt;
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_schedule_record(text.str(), path, error);
+  return Reader(path, error).read(in);
 }
 
 }  // namespace pagelab::emu

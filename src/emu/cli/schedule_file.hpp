@@ -29,7 +29,10 @@
 // pagelab fails loudly rather than replaying something else). A file without
 // its `end` line is truncated; one whose entries do not add up to `steps` is
 // corrupt. Errors read `FILE:LINE: error: MESSAGE` (a file that cannot be
-// opened: `FILE: error: ...`).
+// opened: `pagelab: cannot read FILE: REASON`). A line holds at most
+// kMaxRecordLineBytes and no NUL byte (`FILE:LINE:COL: error: ...`), a
+// record at most kMaxRecordBytes: the reader stops there, so /dev/zero or
+// an endless stream is an error at once, not a hang.
 //
 // Whether the schedule fits the scenario is not this file's business: the
 // scheduler finds out when the replay asks for a CPU that cannot run, or
@@ -45,6 +48,14 @@
 #include "emu/sched/scheduler.hpp"
 
 namespace pagelab::emu {
+
+// A scenario path of PATH_MAX bytes fits a line; the writer keeps schedule
+// lines to about 100 bytes.
+inline constexpr std::size_t kMaxRecordLineBytes = 8192;
+// About 32 million choices at the worst (a CPU switch at every step), more
+// at the usual runs of one CPU: beyond any scenario's run. The writer
+// refuses a record this reader would not read.
+inline constexpr std::size_t kMaxRecordBytes = std::size_t{64} << 20;
 
 struct ScheduleRecord {
   std::string scenario;                       // the path as `run` was given it
@@ -72,8 +83,10 @@ std::uint64_t scenario_text_hash(std::string_view text);
 // newline (write_schedule_record refuses one).
 std::string format_schedule_record(const ScheduleRecord& record);
 
-// Writes the record to `path` (replacing it). False, with a message, when the
-// path cannot be written or the scenario path holds a newline.
+// Writes the record to `path` (replacing it; its directory must exist).
+// False, with a message ("PATH: REASON" for a failed open, write or close),
+// when the path cannot be written, the scenario path holds a newline, or the
+// record would be larger than kMaxRecordBytes.
 bool write_schedule_record(const std::string& path, const ScheduleRecord& record, std::string& error);
 
 // Parses a record; `file` names it in errors. nullopt, with the first error

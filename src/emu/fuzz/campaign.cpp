@@ -80,7 +80,7 @@ class Campaign {
     result_.cases = cases_done_;
     result_.runs = runs_;
     result_.seconds = elapsed();
-    result_.interrupted = hooks_.stop != nullptr && hooks_.stop->load();
+    result_.interrupted = hooks_.stop != nullptr && hooks_.stop->load() != 0;
     return std::move(result_);
   }
 
@@ -92,7 +92,7 @@ class Campaign {
     std::lock_guard<std::mutex> guard(mutex_);
     const std::uint64_t limit = options_.cases.value_or(options_.time ? ~std::uint64_t{0} : 1000);
     const bool out_of_time = options_.time && Clock::now() - start_ >= *options_.time;
-    const bool stopped = hooks_.stop != nullptr && hooks_.stop->load();
+    const bool stopped = hooks_.stop != nullptr && hooks_.stop->load() != 0;
     if (handed_out_ >= limit || out_of_time || stopped || result_.bad_input) return std::nullopt;
     return options_.shard.index + (handed_out_++) * options_.shard.count;
   }

@@ -91,7 +91,7 @@ struct CampaignProgress {
 struct CampaignHooks {
   std::function<void(const CampaignProgress&)> progress;  // on the calling thread, every `interval`
   std::chrono::milliseconds interval{1000};
-  const std::atomic<bool>* stop = nullptr;                 // set: hand out no more cases
+  const std::atomic<int>* stop = nullptr;                  // non-zero: hand out no more cases
   std::string program = "pagelab";                         // argv[0], for the reproduce commands
 };
 

@@ -22,7 +22,8 @@ Machine::~Machine() {
   if (vm_) vm_->shutdown();
 }
 
-std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& trace, std::string& error) {
+std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure) {
+  if (failure != nullptr) *failure = Failure::Machine;
   const hw::NamedTlbGeometry named = hw::tlb_geometry_named(config.tlb_preset);
   if (!named.ok()) {
     error = named.error;
@@ -34,12 +35,15 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
   }
   std::unique_ptr<Machine> m(new Machine(config, trace));
   m->ram_ = Ram::create(config.ram, config.ram_bytes, error);
-  if (!m->ram_) return nullptr;
+  if (!m->ram_) {
+    if (failure != nullptr) *failure = Failure::HostRam;
+    return nullptr;
+  }
   m->ram_->header().cpus = config.cpus;
 
   // The memory map of a plain PC: RAM from 0, the first MiB kept back; and
   // at the top a device window the allocator never uses, for `phys=`
-  // mappings (machine.hpp, device_window).
+  // mappings (device_window.hpp).
   mm::MemoryMap map;
   const std::uint64_t window = device_window_bytes(config.ram_bytes);
   const mm::MemoryRange ranges[] = {

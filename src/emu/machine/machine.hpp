@@ -21,6 +21,7 @@
 
 #include "emu/hw/page_walk.hpp"
 #include "emu/hw/tlb.hpp"
+#include "emu/machine/device_window.hpp"
 #include "emu/machine/emu_platform.hpp"
 #include "emu/machine/fault_injection.hpp"
 #include "emu/machine/oracle.hpp"
@@ -36,15 +37,6 @@
 namespace pagelab::emu {
 
 enum class AllocatorKind : std::uint8_t { Buddy, Stack, Bitmap };
-
-// The top of RAM the allocator never hands out: device memory for `phys=`
-// mappings to point at. A quarter of RAM, at most 4 MiB, in whole 2 MiB
-// blocks (so 2 MiB device pages fit); none below 8 MiB of RAM.
-constexpr std::uint64_t device_window_bytes(std::uint64_t ram_bytes) {
-  constexpr std::uint64_t k2M = std::uint64_t{2} << 20;
-  const std::uint64_t quarter = (ram_bytes / 4) & ~(k2M - 1);
-  return quarter < (std::uint64_t{4} << 20) ? quarter : std::uint64_t{4} << 20;
-}
 
 struct MachineConfig {
   std::uint32_t cpus = 1;
@@ -86,7 +78,12 @@ struct AccessOutcome {
 
 class Machine {
  public:
-  static std::unique_ptr<Machine> create(const MachineConfig& config, Trace& trace, std::string& error);
+  // What a failed create() could not do: build the machine the scenario
+  // describes (an unknown TLB preset, too little RAM), or get the host's
+  // memory for its RAM (a `--ram file:PATH` that cannot be made).
+  enum class Failure : std::uint8_t { Machine, HostRam };
+  static std::unique_ptr<Machine> create(const MachineConfig& config, Trace& trace, std::string& error,
+                                         Failure* failure = nullptr);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;

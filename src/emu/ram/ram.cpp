@@ -5,9 +5,11 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 
 namespace pagelab::emu {
 
@@ -64,11 +66,18 @@ std::unique_ptr<Ram> Ram::create(const RamSpec& spec, std::uint64_t bytes, std::
         break;
       }
       case RamSpec::Kind::File: {
-        { std::ofstream create(spec.name, std::ios::binary | std::ios::trunc); }
-        std::error_code ec;
-        std::filesystem::resize_file(spec.name, total, ec);
-        if (ec) {
-          error = "cannot size RAM file '" + spec.name + "': " + ec.message();
+        // Created here, in a directory that must exist (none is made), and
+        // sized; a path that cannot be is "PATH: REASON".
+        const int fd = ::open(spec.name.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) {
+          error = spec.name + ": " + std::strerror(errno);
+          return nullptr;
+        }
+        const bool sized = ::ftruncate(fd, static_cast<off_t>(total)) == 0;
+        const int size_error = errno;
+        ::close(fd);
+        if (!sized) {
+          error = spec.name + ": cannot make it " + std::to_string(total) + " bytes: " + std::strerror(size_error);
           return nullptr;
         }
         bip::file_mapping file(spec.name.c_str(), bip::read_write);

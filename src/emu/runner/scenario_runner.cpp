@@ -353,6 +353,15 @@ std::optional<std::string> run_checks(const scenario::Scenario& s, Machine& mach
   return std::nullopt;
 }
 
+// Closes the trace. A trace file that could not be written completely makes
+// the run's status 3 whatever the verdict (which the report still gives);
+// standard output's errors are the command line's to report, once.
+void finish_trace(Trace& trace, RunResult& result) {
+  if (trace.finish() || trace.to_standard_output()) return;
+  result.exit_code = kExitOutputFailed;
+  result.report += fmt::format("pagelab: {}\n", trace.output_error().value_or("the trace could not be written"));
+}
+
 }  // namespace
 
 RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
@@ -394,10 +403,15 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   config.schedule.strategy = options.strategy;
   config.schedule.replay = options.replay;
   config.inject = options.inject;
-  std::unique_ptr<Machine> machine = Machine::create(config, *trace, error);
+  Machine::Failure create_failure = Machine::Failure::Machine;
+  std::unique_ptr<Machine> machine = Machine::create(config, *trace, error, &create_failure);
   if (!machine) {
+    // The scenario's machine is the scenario's error; a RAM file that
+    // cannot be made (`--ram file:PATH`) is the command line's.
     result.exit_code = 2;
-    result.report = fmt::format("{}: error: {}\n", where(s, s.machine.tlb_where), error);
+    result.report = create_failure == Machine::Failure::HostRam
+                        ? fmt::format("pagelab: {}\n", error)
+                        : fmt::format("{}: error: {}\n", where(s, s.machine.tlb_where), error);
     return result;
   }
   const std::uint64_t free_at_start = machine->free_frames();
@@ -443,30 +457,30 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
         result.report += fmt::format("FAIL: {}: {}\n", s.file, *leaked);
       }
     }
-    trace->finish();
+    finish_trace(*trace, result);
     return result;
   }
   std::size_t held = 0;
   if (const std::optional<std::string> problem = run_checks(s, *machine, free_at_start, held, options.keep_spaces, options.outcomes)) {
     result.exit_code = 1;
     result.report = *problem + fmt::format("  seed {}, {} steps\n", result.seed, result.steps);
-    trace->finish();
+    finish_trace(*trace, result);
     return result;
   }
   if (audit_leaks) {
     if (const std::optional<std::string> leaked = audit_after_run(*machine, free_at_start)) {
       result.exit_code = 1;
       result.report = fmt::format("FAIL: {}: {}\n  seed {}, {} steps\n", s.file, *leaked, result.seed, result.steps);
-      trace->finish();
+      finish_trace(*trace, result);
       return result;
     }
   }
   std::uint64_t faults = 0;
   for (std::uint32_t cpu = 0; cpu < machine->cpu_count(); ++cpu) faults += machine->cpu(cpu).faults;
-  trace->finish();
   if (options.keep_spaces) {
     result.report = fmt::format("PASS: {}: {} checks held; spaces kept in RAM for inspect, leak check skipped (seed {}, {} steps, "
                                 "{} page faults)\n", s.file, held, result.seed, result.steps, faults);
+    finish_trace(*trace, result);
     // The machine is left standing on purpose: destroying it would free the
     // spaces' frames, and poison them, in the RAM object inspect will read.
     (void)machine.release();
@@ -474,6 +488,7 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   }
   result.report = fmt::format("PASS: {}: {} checks held, no frame leaked (seed {}, {} steps, {} page faults)\n", s.file, held,
                               result.seed, result.steps, faults);
+  finish_trace(*trace, result);
   return result;
 }
 

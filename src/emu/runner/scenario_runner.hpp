@@ -4,7 +4,9 @@
 // with a report of the first failure (its place in the file, the seed, the
 // step, and the last trace events of every CPU), 2 for a scenario the
 // machine cannot run (an unknown TLB preset, an unsafe policy without
-// --allow-unsafe).
+// --allow-unsafe, a trace or RAM file that cannot be created), 3 when the
+// trace file could not be written completely (the report still says
+// whether the run held).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,12 @@
 #include "emu/trace/trace.hpp"
 
 namespace pagelab::emu {
+
+// The exit statuses of every `pagelab` command (docs/EMULATOR.md).
+inline constexpr int kExitHeld = 0;          // every expectation, check and invariant held
+inline constexpr int kExitFailed = 1;        // one did not: the report says which
+inline constexpr int kExitBadInput = 2;      // a bad argument or file, an output that cannot be opened
+inline constexpr int kExitOutputFailed = 3;  // an output (trace, record, outcomes, stdout) lost bytes
 
 struct RunOptions {
   std::optional<std::uint64_t> seed;  // wins over the scenario's `seed`

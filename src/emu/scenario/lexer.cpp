@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "emu/io/text_input.hpp"
+
 namespace pagelab::scenario {
 namespace {
 
@@ -65,9 +67,14 @@ LexResult lex_scenario(std::string_view text) {
     std::size_t stop = text.find('\n', start);
     if (stop == std::string_view::npos) stop = text.size();
     ++number;
+    const std::string_view raw = text.substr(start, stop - start);
+    if (const std::optional<emu::LineProblem> problem = emu::check_text_line(raw, kMaxScenarioLineBytes)) {
+      result.error = LexError{number, static_cast<u32>(problem->column), problem->message};
+      return result;
+    }
     Line line;
     LexError error;
-    if (!lex_line(text.substr(start, stop - start), number, line, error)) {
+    if (!lex_line(raw, number, line, error)) {
       result.error = std::move(error);
       return result;
     }

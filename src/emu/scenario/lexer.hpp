@@ -8,6 +8,12 @@
 // and `leaked==0` is too. `#` starts a comment that runs to the end of the
 // line. Blank and comment-only lines produce no Line at all. A UTF-8
 // byte-order mark at the very start is skipped.
+//
+// A line holds at most kMaxScenarioLineBytes bytes and no NUL byte, comment
+// or not (emu/io/text_input.hpp); a file read from disk holds at most
+// kMaxScenarioBytes (the command line's reader stops there). Far above any
+// scenario written or generated, they keep /dev/zero or a binary named by
+// mistake from being read for ever.
 #pragma once
 
 #include <optional>
@@ -18,6 +24,9 @@
 #include "emu/scenario/ast.hpp"
 
 namespace pagelab::scenario {
+
+inline constexpr std::size_t kMaxScenarioLineBytes = 4096;
+inline constexpr std::size_t kMaxScenarioBytes = std::size_t{4} << 20;
 
 enum class TokenKind : std::uint8_t { Word, Operator };
 
@@ -41,9 +50,10 @@ struct LexError {
   std::string message;
 };
 
-// Splits `text` into its non-blank lines. Fails only on a control character
-// (anything below 0x20 but tab, carriage return, vertical tab and form feed,
-// and DEL) outside a comment.
+// Splits `text` into its non-blank lines. Fails on a line longer than
+// kMaxScenarioLineBytes, a NUL byte anywhere ("binary data"), and a control
+// character (anything below 0x20 but tab, carriage return, vertical tab and
+// form feed, and DEL) outside a comment.
 struct LexResult {
   std::vector<Line> lines;
   std::optional<LexError> error;  // the first error, if any (then `lines` is incomplete)

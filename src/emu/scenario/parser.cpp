@@ -5,12 +5,14 @@
 #include "emu/scenario/parser.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <limits>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "emu/machine/device_window.hpp"
 #include "emu/scenario/lexer.hpp"
 
 namespace pagelab::scenario {
@@ -26,6 +28,22 @@ std::string quoted(std::string_view text) {
   out += text;
   out += '\'';
   return out;
+}
+
+std::string hex(u64 value) {
+  char buffer[24];
+  std::snprintf(buffer, sizeof buffer, "0x%llx", static_cast<unsigned long long>(value));
+  return buffer;
+}
+
+// 16777216 -> "16 MiB"; a size of no whole KiB in hex.
+std::string size_text(u64 bytes) {
+  constexpr const char* kUnits[] = {"GiB", "MiB", "KiB"};
+  for (int i = 0; i < 3; ++i) {
+    const unsigned shift = 30 - 10 * static_cast<unsigned>(i);
+    if (bytes != 0 && bytes % (u64{1} << shift) == 0) return std::to_string(bytes >> shift) + " " + kUnits[i];
+  }
+  return hex(bytes) + " bytes";
 }
 
 u64 saturating_multiply(u64 a, u64 b) {
@@ -597,12 +615,32 @@ class Parser {
           return fail_at(c, *value, "misaligned physical address " + quoted(value->text) +
                                         " ('phys=' needs a multiple of 4 KiB)");
         }
+        if (!inside_device_window(c, *value, lexed.value, map.length)) return false;
         map.word = MapKindWord::Phys;
         map.kind = mm::RegionKind::Physical;
         map.physical = mm::PhysAddr(lexed.value);
       }
     }
     return true;
+  }
+
+  // phys= names device memory, and the machine has it only in its device
+  // window (emu/machine/device_window.hpp): beyond RAM there is nothing to
+  // map, and below the window every frame is the allocator's (page tables
+  // included), which a phys= mapping would alias and never give back.
+  bool inside_device_window(Cursor& c, const Token& value, u64 physical, u64 length) {
+    const u64 ram = scenario_.machine.ram_bytes;
+    const u64 start = emu::device_window_start(ram);
+    if (emu::device_window_bytes(ram) == 0) {
+      return fail_at(c, value, "phys= needs the machine's device window, and a machine with " + size_text(ram) +
+                                   " of RAM has none (it is the top quarter of RAM, at most 4 MiB, in whole 2 MiB "
+                                   "blocks: ram=8M or more)");
+    }
+    if (physical >= start && physical < ram && length <= ram - physical) return true;
+    const u64 end = length > ~u64{0} - physical ? ~u64{0} : physical + length;
+    return fail_at(c, value, "phys= range [" + hex(physical) + ", " + hex(end) + ") is outside the device window: with " +
+                                 size_text(ram) + " of RAM, phys= may name only [" + hex(start) + ", " + hex(ram) +
+                                 "), the top of RAM that the allocator never hands out");
   }
 
   bool close_block(SourceLocation where) {

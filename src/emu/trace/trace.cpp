@@ -1,7 +1,7 @@
 #include "emu/trace/trace.hpp"
 
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/details/null_mutex.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -13,6 +13,27 @@
 namespace pagelab::emu {
 
 namespace {
+
+// spdlog's own sinks fall short here: the file sink creates a missing
+// directory and reports a failed write by printing "LOG ERROR" and going
+// on; the stdout sink flushes every line and checks nothing. This one hands
+// the lines to an OutputFile, which keeps the first failure for finish().
+// Unlocked: Trace's mutex serializes every call.
+class OutputSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  explicit OutputSink(OutputFile& output) : output_(output) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& message) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(message, line);
+    output_.write(std::string_view(line.data(), line.size()));
+  }
+  void flush_() override {}  // Trace::finish closes the output
+
+ private:
+  OutputFile& output_;
+};
 
 constexpr std::array<std::string_view, kEventKindCount> kNames = {
     "access",   "tlb.hit",  "tlb.miss", "walk",    "fault",       "fault.resolved", "segv",
@@ -210,35 +231,24 @@ std::string Trace::format_chrome(const Event& e) {
 
 std::unique_ptr<Trace> Trace::open(TraceFormat format, const std::string& path, TraceFilter filter, bool enabled,
                                    std::string& error) {
-  std::shared_ptr<spdlog::logger> logger;
+  std::unique_ptr<OutputFile> output;
   if (enabled) {
-    try {
-      spdlog::sink_ptr sink;
-      if (path.empty()) {
-        sink = std::make_shared<spdlog::sinks::stdout_sink_st>();
-      } else {
-        sink = std::make_shared<spdlog::sinks::basic_file_sink_st>(path, /*truncate=*/true);
-      }
-      logger = std::make_shared<spdlog::logger>("pagelab.trace", sink);
-      logger->set_pattern("%v");  // the line is the event; no time stamps (they would break determinism)
-      logger->set_level(spdlog::level::info);
-      logger->flush_on(spdlog::level::err);
-    } catch (const spdlog::spdlog_ex& e) {
-      error = "cannot open trace output '" + path + "': " + e.what();
-      return nullptr;
-    }
+    output = path.empty() ? OutputFile::standard_output() : OutputFile::open(path, error);
+    if (!output) return nullptr;
   }
-  return std::unique_ptr<Trace>(new Trace(format, std::move(logger), std::move(filter), enabled));
+  return std::unique_ptr<Trace>(new Trace(format, std::move(output), std::move(filter), enabled));
 }
 
-Trace::Trace(TraceFormat format, std::shared_ptr<spdlog::logger> logger, TraceFilter filter, bool enabled)
-    : format_(format), logger_(std::move(logger)), filter_(std::move(filter)), enabled_(enabled), tails_(mm::kMaxCpus) {
-  if (enabled_ && format_ == TraceFormat::Chrome) {
-    logger_->info("{}", "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
-  }
+Trace::Trace(TraceFormat format, std::unique_ptr<OutputFile> output, TraceFilter filter, bool enabled)
+    : format_(format), output_(std::move(output)), filter_(std::move(filter)), enabled_(enabled), tails_(mm::kMaxCpus) {
+  if (!enabled_) return;
+  logger_ = std::make_shared<spdlog::logger>("pagelab.trace", std::make_shared<OutputSink>(*output_));
+  logger_->set_pattern("%v");  // the line is the event; no time stamps (they would break determinism)
+  logger_->set_level(spdlog::level::info);
+  if (format_ == TraceFormat::Chrome) logger_->info("{}", "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
 }
 
-Trace::~Trace() { finish(); }
+Trace::~Trace() { (void)finish(); }
 
 void Trace::emit(const Event& event) {
   // A CPU's tail is written only by that CPU (its thread or fiber; the set-up
@@ -254,7 +264,9 @@ void Trace::emit(const Event& event) {
   if (!enabled_) return;
   std::lock_guard<std::mutex> guard(mutex_);
   if (event.cpu + std::size_t{1} > cpus_seen_) cpus_seen_ = event.cpu + std::size_t{1};
-  if (finished_ || !filter_.accepts(event)) return;
+  // Once a write failed (a full disk, a reader that closed the pipe), the
+  // rest would be lost too: formatting it is wasted time.
+  if (finished_ || output_->failed() || !filter_.accepts(event)) return;
   switch (format_) {
     case TraceFormat::Text:
       logger_->info("{}", format_text(event));
@@ -278,13 +290,21 @@ void Trace::emit(const Event& event) {
   }
 }
 
-void Trace::finish() {
+bool Trace::finish() {
   std::lock_guard<std::mutex> guard(mutex_);
-  if (finished_) return;
+  if (finished_ || !enabled_) {
+    finished_ = true;
+    return !output_ || !output_->failed();
+  }
   finished_ = true;
-  if (!enabled_) return;
   if (format_ == TraceFormat::Chrome) logger_->info("{}", "]}");
-  logger_->flush();
+  return output_->close();
+}
+
+std::optional<std::string> Trace::output_error() const {
+  std::lock_guard<std::mutex> guard(mutex_);
+  if (!output_ || !output_->failed()) return std::nullopt;
+  return output_->error();
 }
 
 std::vector<std::string> Trace::tail(std::uint32_t cpu, std::size_t count) const {

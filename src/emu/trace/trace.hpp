@@ -1,9 +1,10 @@
 // Trace: formats events as readable text, JSON lines, or Chrome trace-event
 // JSON (one track per CPU; Perfetto and chrome://tracing open it), filters
 // them (--cpu, --events, --addr), and writes them through spdlog to standard
-// output or a file. Every CPU's last events are also kept, unfiltered, for
-// failure reports. Formatting is deterministic: the same run gives the same
-// bytes.
+// output or a file (an OutputFile: a failed write is kept and reported by
+// finish(), and the trace stops formatting events nobody can read). Every
+// CPU's last events are also kept, unfiltered, for failure reports.
+// Formatting is deterministic: the same run gives the same bytes.
 #pragma once
 
 #include <array>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "emu/io/output_file.hpp"
 #include "emu/trace/event.hpp"
 
 namespace spdlog {
@@ -35,15 +37,23 @@ struct TraceFilter {
 
 class Trace {
  public:
-  // A trace to standard output (path empty) or to a file. `enabled` false
-  // keeps only the per-CPU tails (no output at all).
+  // A trace to standard output (path empty) or to a file, which must be
+  // creatable (its directory is never created): else nullptr with "PATH:
+  // REASON" in `error`. `enabled` false keeps only the per-CPU tails (no
+  // output at all).
   static std::unique_ptr<Trace> open(TraceFormat format, const std::string& path, TraceFilter filter, bool enabled,
                                      std::string& error);
   ~Trace();
 
   void emit(const Event& event);
-  // Ends the output (closes Chrome's JSON array) and flushes.
-  void finish();
+  // Ends the output (closes Chrome's JSON array), flushes and closes it.
+  // False when some of it could not be written: output_error() says why.
+  bool finish();
+  // "PATH: REASON" (or "standard output: REASON") for a write that failed.
+  std::optional<std::string> output_error() const;
+  // Whether the output is standard output (whose errors the command line
+  // reports once, at its end, with its other output's).
+  bool to_standard_output() const { return output_ && output_->is_standard_output(); }
 
   // The last `count` events of a CPU as text lines, oldest first.
   std::vector<std::string> tail(std::uint32_t cpu, std::size_t count) const;
@@ -53,9 +63,10 @@ class Trace {
   static std::string format_chrome(const Event& event);
 
  private:
-  Trace(TraceFormat format, std::shared_ptr<spdlog::logger> logger, TraceFilter filter, bool enabled);
+  Trace(TraceFormat format, std::unique_ptr<OutputFile> output, TraceFilter filter, bool enabled);
 
   TraceFormat format_;
+  std::unique_ptr<OutputFile> output_;  // null when disabled
   std::shared_ptr<spdlog::logger> logger_;
   TraceFilter filter_;
   bool enabled_;
