@@ -279,6 +279,7 @@ void Tlb::fill(Bank& bank, unsigned size, u64 page, u64 key, u64 payload, bool k
     }
   }
   slot[payload_offset_] = payload;
+  ++version_;
 }
 
 void Tlb::refill_l1(Bank& l1, unsigned size, u64 key, u64 payload) {
@@ -312,7 +313,9 @@ void Tlb::insert_encoded(u64 key, u64 payload, u64 page, PageSize size, Pcid pci
   }
 }
 
-// pred(key) decides, for every valid way.
+// pred(key) decides, for every valid way. An array's scan stops at its
+// last valid way (its live counts say how many there are), and skips an
+// empty array: a full flush of a large TLB holding a few entries is cheap.
 template <typename Pred>
 u64 Tlb::drop_all_where(Pred pred) {
   ++counters_.invalidations;
@@ -320,10 +323,14 @@ u64 Tlb::drop_all_where(Pred pred) {
   for (Bank* bank : {&l1d_, &l1i_, &l2_}) {
     for (u32 a = 0; a < bank->array_count; ++a) {
       const Array& array = bank->arrays[a];
-      for (u32 i = 0; i < array.sets * array.ways; ++i) {
-        if (array.keys[i] != kEmpty && pred(array.keys[i])) {
+      u32 left = array.live[0] + array.live[1] + array.live[2];
+      for (u32 i = 0; left > 0 && i < array.sets * array.ways; ++i) {
+        if (array.keys[i] == kEmpty) continue;
+        --left;
+        if (pred(array.keys[i])) {
           forget(*bank, array, i);
           ++epoch_;
+          ++version_;
           ++dropped;
         }
       }
@@ -352,6 +359,7 @@ u64 Tlb::drop_at(u64 va, Pred pred) {
           if (array.keys[i] != kEmpty && pred(array.keys[i], page_key)) {
             forget(*bank, array, i);
             ++epoch_;
+            ++version_;
             ++dropped;
           }
         }
@@ -420,6 +428,7 @@ bool Tlb::evict_random(u64 random) {
         if (pick-- == 0) {
           forget(*bank, array, i);
           ++epoch_;
+          ++version_;
           ++counters_.random_evictions;
           return true;
         }

@@ -191,8 +191,11 @@ class Tlb {
     for (const Bank* bank : {&l1d_, &l1i_, &l2_}) {
       for (u32 a = 0; a < bank->array_count; ++a) {
         const Array& array = bank->arrays[a];
-        for (u32 i = 0; i < array.sets * array.ways; ++i) {
-          if (array.keys[i] != kEmpty) f(decode(array.keys[i], array.payloads[i]), bank->level);
+        u32 left = array.live[0] + array.live[1] + array.live[2];  // stop at the last valid way
+        for (u32 i = 0; left > 0 && i < array.sets * array.ways; ++i) {
+          if (array.keys[i] == kEmpty) continue;
+          --left;
+          f(decode(array.keys[i], array.payloads[i]), bank->level);
         }
       }
     }
@@ -209,6 +212,10 @@ class Tlb {
   }
   // Valid entries, both levels counted.
   u64 valid_entries() const;
+  // Changes whenever an entry may have (a fill, even in place, an eviction,
+  // an invalidation): a copy of the entries taken at one version is current
+  // while it lasts (the oracle's copies).
+  u64 version() const { return version_; }
 
  private:
   // Each way of a set is an 8-byte key and an 8-byte payload, in separate
@@ -583,6 +590,7 @@ class Tlb {
   u64 random_state_ = 0;
   // Bumped by every change of a key (fill, invalidation, eviction).
   u64 epoch_ = 0;
+  u64 version_ = 0;  // version()
   // The last lookup that missed both levels, so that the insert that
   // follows it can skip searching the sets for its own key.
   struct LastMiss {

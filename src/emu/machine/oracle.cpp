@@ -69,6 +69,18 @@ std::string large_entry(const hw::TlbEntry& entry) {
 
 }  // namespace
 
+const std::vector<hw::TlbEntry>& Oracle::entries(std::uint32_t c) {
+  if (copies_.size() < machine_.cpu_count()) copies_.resize(machine_.cpu_count());
+  const hw::Tlb& tlb = machine_.cpu(c).tlb;
+  TlbCopy& copy = copies_[c];
+  if (copy.version != tlb.version()) {
+    copy.entries.clear();
+    tlb.for_each([&](const hw::TlbEntry& e, hw::TlbLevel) { copy.entries.push_back(e); });
+    copy.version = tlb.version();
+  }
+  return copy.entries;
+}
+
 void Oracle::report(const char* invariant, std::string message) {
   std::lock_guard<std::mutex> guard(mutex_);
   if (violation_) return;
@@ -103,9 +115,9 @@ void Oracle::frames_freed(std::uint64_t first, std::uint64_t count) {
     const auto usable = [&](hw::Pcid pcid) { return coherence.usable_context(c, mm::Pcid{pcid}) != nullptr; };
     std::optional<hw::TlbEntry> stale;
     // (Over the entry's whole range: a large entry reaches every frame it covers.)
-    cpu.tlb.for_each([&](const hw::TlbEntry& e, hw::TlbLevel) {
+    for (const hw::TlbEntry& e : entries(c)) {
       if (!stale && e.frame < end && first < e.frame + e.bytes() && (e.global || usable(e.pcid))) stale = e;
-    });
+    }
     if (stale) {
       report("O1", fmt::format("frame {:#x} was freed while cpu {} can still reach it through {:#x} (pcid {}, {})",
                                std::max(first, stale->frame), c, stale->page, stale->pcid,
@@ -134,9 +146,9 @@ void Oracle::reference_dropped(const mm::TlbContext* context, std::uint64_t fram
     EmuCpu& cpu = machine_.cpu(c);
     const auto of_space = [&](hw::Pcid pcid) { return coherence.usable_context(c, mm::Pcid{pcid}) == context; };
     std::optional<hw::TlbEntry> stale;
-    cpu.tlb.for_each([&](const hw::TlbEntry& e, hw::TlbLevel) {
+    for (const hw::TlbEntry& e : entries(c)) {
       if (!stale && !e.global && e.frame <= frame && frame < e.frame + e.bytes() && of_space(e.pcid)) stale = e;
-    });
+    }
     if (stale) {
       report("O5", fmt::format("a reference to frame {:#x} was dropped while cpu {} can still reach it through {:#x} "
                                "(pcid {}, {}) in the space that held it",
@@ -163,11 +175,11 @@ void Oracle::operation_returned(const char* operation, std::uint64_t root, const
   for (std::uint32_t c = 0; c < machine_.cpu_count(); ++c) {
     Excess found;
     hw::TlbEntry bad;
-    machine_.cpu(c).tlb.for_each([&](const hw::TlbEntry& e, hw::TlbLevel) {
-      if (!found.problem.empty() || e.global || coherence.usable_context(c, mm::Pcid{e.pcid}) != &context) return;
+    for (const hw::TlbEntry& e : entries(c)) {
+      if (!found.problem.empty() || e.global || coherence.usable_context(c, mm::Pcid{e.pcid}) != &context) continue;
       found = excess_over_range(machine_, root, e);
       bad = e;
-    });
+    }
     if (!found.problem.empty()) {
       report("O2", fmt::format("{} returned while cpu {} can still use its translation of {:#x} ({}pcid {}): {}",
                                operation, c, found.va, bad.size == hw::PageSize::Size4K ? "" : large_entry(bad) + ", ",

@@ -69,6 +69,16 @@ class Oracle {
 
  private:
   void report(const char* invariant, std::string message);
+  // CPU `c`'s valid TLB entries, copied at the TLB's current version: a scan
+  // of every way (thousands in the large presets) only when the TLB changed
+  // since the last check, which in a deterministic run is one or two CPUs'.
+  const std::vector<hw::TlbEntry>& entries(std::uint32_t c);
+
+  struct TlbCopy {
+    std::uint64_t version = ~std::uint64_t{0};
+    std::vector<hw::TlbEntry> entries;
+  };
+  std::vector<TlbCopy> copies_;  // by CPU; used by the one CPU that steps (deterministic runs only)
 
   Machine& machine_;
   std::vector<bool> allocated_;  // by frame number, as the allocator's callers see it
