@@ -1,6 +1,6 @@
 // A randomized differential test of AddressSpace (map, alloc, unmap,
 // protect, pin, unpin, fork, destroy, faults, kernel reads and writes)
-// against the page-level reference model in support/vm_reference_model.hpp.
+// against the page-level reference model in emu/model/vm_model.hpp.
 //
 // One stream per seed drives up to three live spaces (a root space and
 // forked children, which may fork again and may be destroyed) over a small
@@ -47,7 +47,7 @@
 
 #include "support/rng.hpp"
 #include "support/sanitized.hpp"
-#include "support/vm_reference_model.hpp"
+#include "emu/model/vm_model.hpp"
 #include "support/vm_world.hpp"
 
 namespace {
@@ -62,7 +62,7 @@ using mm::VirtAddr;
 using pagelab::test::Rng;
 using pagelab::test::Space;
 using pagelab::test::VmWorld;
-using Model = pagelab::test::VmReferenceModel;
+using Model = pagelab::model::VmModel;
 using u64 = std::uint64_t;
 
 constexpr u64 K4 = 4096;
@@ -100,6 +100,7 @@ mm::RegionKind region_kind(Model::Kind kind) {
     case Model::Kind::Anonymous: return mm::RegionKind::Anonymous;
     case Model::Kind::Stack: return mm::RegionKind::Stack;
     case Model::Kind::Guard: return mm::RegionKind::Guard;
+    case Model::Kind::Device: return mm::RegionKind::Physical;  // (not generated here)
   }
   return mm::RegionKind::Anonymous;
 }
@@ -107,7 +108,7 @@ mm::ForkPolicy fork_policy(Model::Sharing sharing) {
   return sharing == Model::Sharing::Shared ? mm::ForkPolicy::Shared : mm::ForkPolicy::Private;
 }
 const char* kind_name(Model::Kind kind) {
-  return kind == Model::Kind::Anonymous ? "anon" : kind == Model::Kind::Stack ? "stack" : "guard";
+  return kind == Model::Kind::Anonymous ? "anon" : kind == Model::Kind::Stack ? "stack" : kind == Model::Kind::Guard ? "guard" : "device";
 }
 
 std::string format(const char* f, ...) __attribute__((format(printf, 1, 2)));

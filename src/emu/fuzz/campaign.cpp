@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -112,14 +113,20 @@ class Campaign {
     return g;
   }
 
-  RunOutcome run_one(const scenario::Scenario& s, std::uint64_t seed) {
+  // One run. `hint`: a schedule to follow where it fits; `exact`: one to
+  // replay step for step (a record's).
+  RunOutcome run_one(const scenario::Scenario& s, std::uint64_t seed, const std::vector<std::uint32_t>* hint = nullptr,
+                     const std::vector<std::uint32_t>* exact = nullptr) {
     emu::RunOptions run;
     run.seed = seed;
+    if (hint != nullptr) run.schedule_hint = *hint;
+    if (exact != nullptr) run.replay = *exact;
     run.strategy = run_strategy(seed);
     run.trace = false;
     run.shootdown = options_.shootdown;
     run.allow_unsafe = options_.allow_unsafe;
     run.inject = options_.inject;
+    run.judge = judge_;
     emu::RunResult r = emu::run_scenario(s, run);
     emu::cpu_context = emu::CpuContext{};  // no stale Machine pointer outlives the run
     {
@@ -171,7 +178,7 @@ class Campaign {
         result_.failures.push_back(f);
         slot = it->second;
       }
-      Failure shrunk = shrink_failure(choices.used(), run_seed, signature);
+      Failure shrunk = shrink_failure(choices.used(), fuzz::Witness{run_seed, outcome.schedule}, signature);
       std::lock_guard<std::mutex> guard(mutex_);
       Failure& f = result_.failures[slot];
       f.file = shrunk.file;
@@ -188,30 +195,41 @@ class Campaign {
   }
 
   // Shrinks, then writes the case and its record (with --out).
-  Failure shrink_failure(const std::vector<std::uint64_t>& choices, std::uint64_t run_seed, const std::string& signature) {
+  Failure shrink_failure(const std::vector<std::uint64_t>& choices, const Witness& found, const std::string& signature) {
     constexpr std::uint64_t kSeedsPerCandidate = 24;
-    const StillFails still_fails = [&](const scenario::Scenario& candidate, std::uint64_t hint) -> std::optional<std::uint64_t> {
-      const RunOutcome first = run_one(candidate, hint);
-      if (first.exit_code == 1 && failure_signature(first.report) == signature) return hint;
+    const auto fails = [&](const RunOutcome& outcome) {
+      return outcome.exit_code == 1 && failure_signature(outcome.report) == signature;
+    };
+    const StillFails still_fails = [&](const scenario::Scenario& candidate, const Witness& last) -> std::optional<Witness> {
+      RunOutcome outcome = run_one(candidate, last.seed, &last.schedule);
+      if (fails(outcome)) return Witness{last.seed, std::move(outcome.schedule)};
       for (std::uint64_t seed = 1; seed <= kSeedsPerCandidate; ++seed) {
-        if (seed == hint) continue;
-        const RunOutcome outcome = run_one(candidate, seed);
-        if (outcome.exit_code == 1 && failure_signature(outcome.report) == signature) return seed;
+        outcome = run_one(candidate, seed);
+        if (fails(outcome)) return Witness{seed, std::move(outcome.schedule)};
       }
       return std::nullopt;
     };
     ShrinkOptions shrink_options;
     shrink_options.budget = options_.shrink_budget;
     shrink_options.allocations_may_fail = generator_options().allocations_may_fail;
-    const ShrinkResult shrunk = shrink(choices, run_seed, still_fails, shrink_options);
+    const ShrinkResult shrunk = shrink(choices, found, still_fails, shrink_options);
 
+    // A seed that fails the shrunk case on its own, without a schedule to
+    // follow, makes the simplest reproduce command; the record always works.
+    std::optional<std::uint64_t> plain_seed;
+    for (std::uint64_t seed : {shrunk.witness.seed}) {
+      if (fails(run_one(shrunk.scenario, seed))) plain_seed = seed;
+    }
+    for (std::uint64_t seed = 1; !plain_seed && seed <= 64; ++seed) {
+      if (fails(run_one(shrunk.scenario, seed))) plain_seed = seed;
+    }
     Failure out;
-    out.run_seed_shrunk = shrunk.seed;
-    out.strategy = run_strategy(shrunk.seed).name();
+    out.run_seed_shrunk = plain_seed.value_or(shrunk.witness.seed);
+    out.strategy = run_strategy(out.run_seed_shrunk).name();
     out.lines_before = shrunk.lines_before;
     out.lines_after = shrunk.lines_after;
     out.shrink_seconds = shrunk.seconds;
-    std::string flags = fmt::format(" --seed {} --strategy {}", shrunk.seed, out.strategy);
+    std::string flags = fmt::format(" --seed {} --strategy {}", out.run_seed_shrunk, out.strategy);
     if (options_.shootdown) flags += fmt::format(" --shootdown {}", mm::shootdown_policy_name(*options_.shootdown));
     if (options_.allow_unsafe) flags += " --allow-unsafe";
     if (!options_.inject.empty()) flags += " --inject " + options_.inject.text();
@@ -220,7 +238,7 @@ class Campaign {
                                   options_.seed, hooks_.program, flags);
       return out;
     }
-    write_case(shrunk, signature, flags, out);
+    write_case(shrunk, signature, plain_seed ? flags : std::string(), out);
     return out;
   }
 
@@ -233,7 +251,9 @@ class Campaign {
     const std::string base = (std::filesystem::path(options_.out_dir) / slug(signature, first.invariant)).string();
     out.file = base + ".scenario";
     out.record = base + ".schedule";
-    out.reproduce = fmt::format("{} run {}{}", hooks_.program, emu::shell_quote(out.file), flags);
+    // Without a plain seed (`flags` empty), only the record replays it.
+    out.reproduce = flags.empty() ? fmt::format("{} replay {}", hooks_.program, emu::shell_quote(out.record))
+                                  : fmt::format("{} run {}{}", hooks_.program, emu::shell_quote(out.file), flags);
     const std::vector<std::string> header = {
         "Found by pagelab fuzz: " + first.first_line,
         "invariant: " + first.invariant,
@@ -255,12 +275,12 @@ class Campaign {
     // The record: the shrunk case's failing run, against the file as written.
     scenario::ParseResult parsed = scenario::parse_scenario(text, out.file);
     if (!parsed.ok()) return;
-    const RunOutcome again = run_one(parsed.scenario(), shrunk.seed);
+    const RunOutcome again = run_one(parsed.scenario(), shrunk.witness.seed, nullptr, &shrunk.witness.schedule);
     emu::ScheduleRecord record;
     record.scenario = out.file;
     record.scenario_hash = emu::scenario_text_hash(text);
-    record.seed = shrunk.seed;
-    record.strategy = run_strategy(shrunk.seed);
+    record.seed = shrunk.witness.seed;
+    record.strategy = run_strategy(shrunk.witness.seed);
     record.allow_unsafe = options_.allow_unsafe;
     if (options_.shootdown) record.shootdown = std::string(mm::shootdown_policy_name(*options_.shootdown));
     if (!options_.inject.empty()) record.inject = options_.inject.text();
@@ -282,6 +302,7 @@ class Campaign {
   std::uint64_t runs_ = 0;
   CampaignResult result_;
   std::map<std::string, std::size_t> by_signature_;
+  bool judge_ = std::getenv("PAGELAB_JUDGE") != nullptr;  // (off until operations take effect at their space lock)
 };
 
 }  // namespace

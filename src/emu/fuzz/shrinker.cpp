@@ -32,8 +32,8 @@ std::optional<Scenario> reparse(const Scenario& candidate) {
 
 class Shrinker {
  public:
-  Shrinker(const StillFails& still_fails, const ShrinkOptions& options, std::uint64_t seed)
-      : still_fails_(still_fails), options_(options), seed_(seed), deadline_(Clock::now() + options.budget) {}
+  Shrinker(const StillFails& still_fails, const ShrinkOptions& options, const Witness& witness)
+      : still_fails_(still_fails), options_(options), witness_(witness), deadline_(Clock::now() + options.budget) {}
 
   ShrinkResult run(const std::vector<std::uint64_t>& choices) {
     const Clock::time_point start = Clock::now();
@@ -45,7 +45,7 @@ class Shrinker {
     shrink_choices();
     shrink_parts();
     result.scenario = best_;
-    result.seed = seed_;
+    result.witness = witness_;
     result.lines_after = best_lines_;
     result.candidates = candidates_;
     result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
@@ -69,9 +69,9 @@ class Shrinker {
                          (choices != nullptr && lines == best_lines_ && choices->size() < best_choices_.size());
     if (!smaller || candidate.programs.empty()) return false;
     ++candidates_;
-    const std::optional<std::uint64_t> seed = still_fails_(candidate, seed_);
-    if (!seed) return false;
-    seed_ = *seed;
+    std::optional<Witness> witness = still_fails_(candidate, witness_);
+    if (!witness) return false;
+    witness_ = std::move(*witness);
     best_ = std::move(candidate);
     best_lines_ = lines;
     if (choices != nullptr) best_choices_ = *choices;
@@ -194,8 +194,8 @@ class Shrinker {
         std::optional<Scenario> valid = reparse(c);
         if (!valid) continue;
         ++candidates_;
-        if (const std::optional<std::uint64_t> seed = still_fails_(*valid, seed_)) {
-          seed_ = *seed;
+        if (std::optional<Witness> witness = still_fails_(*valid, witness_)) {
+          witness_ = std::move(*witness);
           best_ = std::move(*valid);
           break;
         }
@@ -217,8 +217,8 @@ class Shrinker {
       std::optional<Scenario> valid = reparse(c);
       if (!valid) return;
       ++candidates_;
-      if (const std::optional<std::uint64_t> seed = still_fails_(*valid, seed_)) {
-        seed_ = *seed;
+      if (std::optional<Witness> witness = still_fails_(*valid, witness_)) {
+        witness_ = std::move(*witness);
         best_lines_ = scenario_lines(*valid);
         best_ = std::move(*valid);
         progress = true;
@@ -248,7 +248,7 @@ class Shrinker {
 
   const StillFails& still_fails_;
   const ShrinkOptions& options_;
-  std::uint64_t seed_;
+  Witness witness_;
   const Clock::time_point deadline_;
   Scenario best_;
   std::uint64_t best_lines_ = 0;
@@ -264,9 +264,9 @@ std::uint64_t scenario_lines(const Scenario& s) {
   return n;
 }
 
-ShrinkResult shrink(const std::vector<std::uint64_t>& choices, std::uint64_t seed, const StillFails& still_fails,
+ShrinkResult shrink(const std::vector<std::uint64_t>& choices, const Witness& witness, const StillFails& still_fails,
                     const ShrinkOptions& options) {
-  return Shrinker(still_fails, options, seed).run(choices);
+  return Shrinker(still_fails, options, witness).run(choices);
 }
 
 }  // namespace pagelab::fuzz

@@ -14,9 +14,11 @@
 //     CPU) is skipped.
 //
 // A candidate "still fails" when some run of it fails with the signature
-// being shrunk: the seed that failed last is tried first, then a fixed
-// budget of seeds (ShrinkOptions::seeds), each with the strategy the fuzzer
-// would give it. The size compared is the number of statement lines.
+// being shrunk: first the last failing run's schedule, followed as a hint
+// where it still fits the smaller case (Scheduler::Options::replay_hint),
+// then a fixed budget of seeds, each with the strategy the fuzzer would give
+// it (the campaign's StillFails decides). The size compared is the number
+// of statement lines.
 #pragma once
 
 #include <chrono>
@@ -30,9 +32,15 @@
 
 namespace pagelab::fuzz {
 
-// Whether `scenario` still fails with the signature being shrunk; the seed
-// that showed it, if it does. `hint` is the seed to try first.
-using StillFails = std::function<std::optional<std::uint64_t>(const scenario::Scenario& scenario, std::uint64_t hint)>;
+// A run that shows the failure: its seed, and the schedule it took.
+struct Witness {
+  std::uint64_t seed = 0;
+  std::vector<std::uint32_t> schedule;
+};
+
+// Whether `scenario` still fails with the signature being shrunk, and a run
+// that shows it. `last` is the last witness, to try first.
+using StillFails = std::function<std::optional<Witness>(const scenario::Scenario& scenario, const Witness& last)>;
 
 struct ShrinkOptions {
   std::chrono::milliseconds budget{60'000};  // wall-clock time for both passes
@@ -41,15 +49,15 @@ struct ShrinkOptions {
 
 struct ShrinkResult {
   scenario::Scenario scenario;  // the smallest failing case found
-  std::uint64_t seed = 0;       // a seed that fails it
+  Witness witness;              // a run that fails it
   std::uint64_t lines_before = 0;
   std::uint64_t lines_after = 0;
   std::uint64_t candidates = 0;  // tried
   double seconds = 0;
 };
 
-// Shrinks the case generated from `choices` (which fails with `seed`).
-ShrinkResult shrink(const std::vector<std::uint64_t>& choices, std::uint64_t seed, const StillFails& still_fails,
+// Shrinks the case generated from `choices` (which `witness` fails).
+ShrinkResult shrink(const std::vector<std::uint64_t>& choices, const Witness& witness, const StillFails& still_fails,
                     const ShrinkOptions& options);
 
 // Lines of the scenario's text that are statements, settings or checks (the size a shrink minimizes).

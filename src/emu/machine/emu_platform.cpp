@@ -23,6 +23,8 @@ void EmuSpinLock::lock() {
     }
   }
   ++cpu_context.locks_held;
+  // TODO(lock classes): only an address space's lock is a linearization point.
+  if (machine && machine->history()) machine->history()->space_locked(cpu_context.cpu);
 }
 
 bool EmuSpinLock::try_lock() {

@@ -264,6 +264,7 @@ AccessOutcome Machine::access(mm::VirtAddr address, hw::AccessKind kind, std::ui
       }
       if (walk.non_canonical()) {
         emit(EventKind::Segv, va, 0);
+        if (history_) history_->access(cpu.id, va, static_cast<std::uint8_t>(core_access(kind)), static_cast<std::uint8_t>(cpu.mode), true, 0, 0);
         return AccessOutcome{AccessOutcome::Kind::Segv};
       }
       if (walk.ok()) {
@@ -277,9 +278,12 @@ AccessOutcome Machine::access(mm::VirtAddr address, hw::AccessKind kind, std::ui
         emit(EventKind::Fault, walk.cr2, walk.error_code);
         cpu.tlb.invalidate_page(va, pcid);
         if (cpu.psc) cpu.psc->invlpg(pcid);
+        if (history_) history_->begin_fault(cpu.id, va, static_cast<std::uint8_t>(core_access(kind)), static_cast<std::uint8_t>(cpu.mode));
         const mm::FaultOutcome outcome = space->handle_fault(address, core_access(kind), cpu.mode);
+        if (history_) history_->end_fault(cpu.id, static_cast<std::uint8_t>(outcome));
         if (!mm::resolved(outcome)) {
           emit(EventKind::Segv, va, walk.error_code, 0, 0, mm::fault_outcome_name(outcome));
+          if (history_) history_->access(cpu.id, va, static_cast<std::uint8_t>(core_access(kind)), static_cast<std::uint8_t>(cpu.mode), true, 0, 0);
           return AccessOutcome{AccessOutcome::Kind::Segv};
         }
         emit(EventKind::FaultResolved, va, 0, 0, 0, mm::fault_outcome_name(outcome));
@@ -287,16 +291,25 @@ AccessOutcome Machine::access(mm::VirtAddr address, hw::AccessKind kind, std::ui
       }
     }
     if (!translated) continue;
-    if (kind == hw::AccessKind::Fetch) return AccessOutcome{};
+    const std::uint8_t judged_access = static_cast<std::uint8_t>(core_access(kind));
+    const std::uint8_t judged_mode = static_cast<std::uint8_t>(cpu.mode);
+    if (kind == hw::AccessKind::Fetch) {
+      if (history_) history_->access(cpu.id, va, judged_access, judged_mode, false, 0, physical);
+      return AccessOutcome{};
+    }
     point();
     auto& word = *reinterpret_cast<std::uint64_t*>(ram_at(physical & ~std::uint64_t{7}));
     if (kind == hw::AccessKind::Write) {
       std::atomic_ref<std::uint64_t>(word).store(value, std::memory_order_relaxed);
+      if (history_) history_->access(cpu.id, va, judged_access, judged_mode, false, value, physical);
       return AccessOutcome{};
     }
-    return AccessOutcome{AccessOutcome::Kind::Ok, std::atomic_ref<std::uint64_t>(word).load(std::memory_order_relaxed)};
+    const std::uint64_t read = std::atomic_ref<std::uint64_t>(word).load(std::memory_order_relaxed);
+    if (history_) history_->access(cpu.id, va, judged_access, judged_mode, false, read, physical);
+    return AccessOutcome{AccessOutcome::Kind::Ok, read};
   }
   emit(EventKind::Note, va, 0, 0, 0, "fault not settled after 8 rounds");
+  if (history_) history_->access(cpu.id, va, static_cast<std::uint8_t>(core_access(kind)), static_cast<std::uint8_t>(cpu.mode), true, 0, 0);
   return AccessOutcome{AccessOutcome::Kind::Segv};
 }
 

@@ -25,6 +25,7 @@
 #include "emu/machine/emu_platform.hpp"
 #include "emu/machine/fault_injection.hpp"
 #include "emu/machine/oracle.hpp"
+#include "emu/model/history.hpp"
 #include "emu/ram/ram.hpp"
 #include "emu/sched/scheduler.hpp"
 #include "emu/trace/trace.hpp"
@@ -114,6 +115,10 @@ class Machine {
   // The oracle (deterministic runs only; null otherwise).
   Oracle* oracle() { return oracle_.get(); }
   std::optional<Violation> violation() const { return oracle_ ? oracle_->violation() : std::nullopt; }
+  // The history the reference model's judge replays (deterministic runs
+  // that asked for it; null otherwise).
+  model::History* history() { return history_; }
+  void set_history(model::History* history) { history_ = history; }
   // Tells the oracle that an operation on `space` has returned.
   void operation_returned(const char* operation, const std::string& space);
 
@@ -158,6 +163,7 @@ class Machine {
   std::vector<std::unique_ptr<EmuCpu>> cpus_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Oracle> oracle_;
+  model::History* history_ = nullptr;
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
   std::atomic<std::uint64_t> step_{0};

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "emu/machine/machine.hpp"
+#include "emu/model/judge.hpp"
 
 namespace pagelab::emu {
 
@@ -90,6 +91,11 @@ class Run {
     failure_ = Failure{where, std::move(message), cpu_context.cpu, step.value_or(machine_.scheduler().steps())};
     machine_.scheduler().stop();
   }
+  // A failure found after the run (the reference model's judge), on `cpu`'s behalf.
+  void fail_on(std::uint32_t cpu, const scenario::SourceLocation& where, std::string message) {
+    std::lock_guard<std::mutex> guard(mutex_);
+    if (!failure_) failure_ = Failure{where, std::move(message), cpu, machine_.scheduler().steps()};
+  }
   bool failed() {
     std::lock_guard<std::mutex> guard(mutex_);
     return failure_.has_value();
@@ -108,20 +114,29 @@ class Run {
       return true;
     }
     if (const auto* b = s.as<scenario::BarrierStmt>()) return barrier(*b);
+    model::History* history = machine_.history();
     if (const auto* u = s.as<scenario::UseStmt>()) {
+      if (history) history->begin_op(cpu_context.cpu, s);
       const mm::Status status = machine_.use_space(u->space);
+      if (history) history->end_op(cpu_context.cpu, static_cast<std::uint8_t>(status));
       return expect_status(s, status);
     }
     if (const auto* m = s.as<scenario::ModeStmt>()) {
       machine_.set_mode(m->mode);
       return true;
     }
+    if (history && (s.is<scenario::ReadStmt>() || s.is<scenario::WriteStmt>() || s.is<scenario::ExecStmt>())) {
+      history->statement(cpu_context.cpu, s);
+    }
     if (const auto* r = s.as<scenario::ReadStmt>()) return expect_access(s, machine_.access(r->address, hw::AccessKind::Read), r->address);
     if (const auto* w = s.as<scenario::WriteStmt>()) {
       return expect_access(s, machine_.access(w->address, hw::AccessKind::Write, w->value), w->address);
     }
     if (const auto* x = s.as<scenario::ExecStmt>()) return expect_access(s, machine_.access(x->address, hw::AccessKind::Fetch), x->address);
-    return expect_status(s, space_operation(s));
+    if (history) history->begin_op(cpu_context.cpu, s);
+    const mm::Status status = space_operation(s);
+    if (history) history->end_op(cpu_context.cpu, static_cast<std::uint8_t>(status));
+    return expect_status(s, status);
   }
 
   mm::Status space_operation(const Statement& s) {
@@ -402,6 +417,10 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   config.schedule.seed = result.seed;
   config.schedule.strategy = options.strategy;
   config.schedule.replay = options.replay;
+  if (!options.replay && options.schedule_hint) {
+    config.schedule.replay = options.schedule_hint;
+    config.schedule.replay_hint = true;
+  }
   config.inject = options.inject;
   Machine::Failure create_failure = Machine::Failure::Machine;
   std::unique_ptr<Machine> machine = Machine::create(config, *trace, error, &create_failure);
@@ -415,6 +434,9 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
     return result;
   }
   const std::uint64_t free_at_start = machine->free_frames();
+  model::History history;
+  const bool judged = options.judge && options.deterministic && options.inject.alloc_fail.empty();
+  if (judged) machine->set_history(&history);
 
   Run run(s, *machine);
   machine->emit(EventKind::Note, 0, 0, 0, 0, "set-up");
@@ -446,6 +468,16 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   }
   if (options.replay && machine->scheduler().replay_diverged() && !run.failed()) {
     run.fail(s.machine.where, "the recorded schedule does not fit this run (another scenario, or other options?)");
+  }
+  if (judged) {
+    machine->set_history(nullptr);
+    if (!run.failed()) {
+      const model::JudgeResult verdict = model::judge_run(s, history, *machine);
+      if (verdict.failure) {
+        const scenario::SourceLocation at = verdict.failure->statement ? verdict.failure->statement->where : s.machine.where;
+        run.fail_on(verdict.failure->cpu, at, verdict.failure->message);
+      }
+    }
   }
   result.allocations = machine->injector().allocations();
   const bool audit_leaks = !options.inject.alloc_fail.empty() && !options.keep_spaces;

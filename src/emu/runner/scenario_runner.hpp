@@ -54,6 +54,13 @@ struct RunOptions {
   // set-up, and with one CPU) and the spaces are destroyed and checked for
   // leaks whether the run passed or failed (fault_injection.hpp).
   InjectionSpec inject;
+  // Judge the run against the reference model (model/judge.hpp): its
+  // history is recorded and replayed after the CPUs finish. Deterministic
+  // runs without alloc-fail only (the model does not predict ENOMEM).
+  bool judge = false;
+  // A schedule to follow where it fits, the strategy elsewhere
+  // (Scheduler::Options::replay_hint). Unlike `replay`, never a reason to fail.
+  std::optional<std::vector<std::uint32_t>> schedule_hint;
 };
 
 struct RunResult {

@@ -215,14 +215,17 @@ std::uint32_t Scheduler::choose(std::uint32_t current, Wait) {
   step_.store(step + 1, std::memory_order_relaxed);
   if (options_.replay && !replay_diverged()) {
     const auto& replay = *options_.replay;
-    if (step < replay.size() && replay[step] < cpus_ && runnable_[replay[step]]) {
+    if (step < replay.size() && replay[step] < cpus_ && runnable_[replay[step]] &&
+        !(options_.replay_hint && spinning_[replay[step]])) {
       schedule_.push_back(replay[step]);
       return replay[step];
     }
-    // The run no longer follows the recording: stop it, and let the CPUs
-    // leave under the strategy below.
-    replay_diverged_.store(true, std::memory_order_release);
-    stop();
+    if (!options_.replay_hint) {
+      // The run no longer follows the recording: stop it, and let the CPUs
+      // leave under the strategy below.
+      replay_diverged_.store(true, std::memory_order_release);
+      stop();
+    }
   }
   candidates_.clear();
   for (std::uint32_t c = 0; c < cpus_; ++c) {

@@ -60,6 +60,11 @@ class Scheduler {
     std::uint64_t pct_horizon = 10'000;
     // When set, the choices are taken from here instead of the strategy.
     std::optional<std::vector<std::uint32_t>> replay;
+    // With `replay`: follow it only as a hint. A recorded choice that cannot
+    // run (or past the recording's end) falls back to the strategy for that
+    // step instead of ending the run: how the fuzzer's shrinker carries a
+    // failing schedule over to a smaller case.
+    bool replay_hint = false;
     // Consecutive steps in which every runnable CPU spins before the run is
     // declared deadlocked.
     std::uint64_t deadlock_steps = 1'000'000;

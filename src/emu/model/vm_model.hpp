@@ -1,25 +1,39 @@
-// A deliberately simple reference model of user address spaces and fork,
-// for the differential test (unit/address_space_differential_test.cpp).
+// VmModel: the reference model of user address spaces - a deliberately
+// simple, sequential, page-level statement of what map, unmap, protect,
+// pin, unpin, fork, faults and kernel accesses mean. It is the executable
+// specification two judges use: the address-space differential test
+// (test/unit/address_space_differential_test.cpp), which drives the core
+// and the model with the same calls; and the fuzzer's judge
+// (model/judge.hpp), which replays the order a run actually took.
 //
 // It shares no code with src/mm: the vocabulary enums (mm::Prot,
 // mm::Status, mm::Access, mm::FaultOutcome) are the only types it borrows,
 // and only to compare answers. Everything is per 4 KiB page:
 //
 //  - each space is a std::map from page address to Page: the protection, the
-//    kind (Anonymous, Stack, or the Guard page below a stack), the fork
-//    policy, the pin count, and what backs the page;
+//    kind (Anonymous, Stack, the Guard page below a stack, or Device memory
+//    at a physical page), the fork policy, the pin count, and what backs it;
 //  - a page is backed by nothing yet (never touched), by "the zero page"
-//    (read before ever written, private only), or by a Store: the content
-//    of one frame, shared by every page that holds it. A Shared-policy store
-//    is shared for good (writes show in every holder); a Private store
-//    shared by fork is copy-on-write: a holder that writes gets its own copy;
+//    (read before ever written, private only), by a Store: the content of
+//    one frame, shared by every page that holds it, or (Device) by the
+//    device page itself. A Shared-policy store is shared for good (writes
+//    show in every holder); a Private store shared by fork is
+//    copy-on-write: a holder that writes gets its own copy;
 //  - a store keeps the 64-bit value of each slot (kSlotOffset). Every other
-//    word of every page reads as zero, always: nobody writes there.
+//    word of every page reads as zero, always: nobody writes there. A
+//    device page keeps its slots' values for the whole run, mapped or not.
+//
+// Pins: a pinned page has a store of its own (pin unshares: never the zero
+// page, never a copy-on-write store), a pinned page's first touch gives it
+// one, and fork copies a pinned page's store for the child.
 //
 // The model predicts every Status and FaultOutcome of the AddressSpace
 // contract (address_space.hpp), except ENOMEM, which depends on the
 // physical allocator: a caller that sees ENOMEM uses the resync helpers at
 // the end of this class, which take what an independent page walk shows.
+// Device pages map the device's frames, possibly in 2 MiB pages, so their
+// first touch may or may not fault: predict_fault answers MapBacking, and a
+// judge accepts Complete too.
 //
 // The commitment rule it keeps (SerenityOS's committed pages): a private
 // store held by n pages carries n - 1 commitments, so a copy-on-write fault
@@ -37,9 +51,9 @@
 #include "mm/paging/protection.hpp"
 #include "mm/vm/fault.hpp"
 
-namespace pagelab::test {
+namespace pagelab::model {
 
-class VmReferenceModel {
+class VmModel {
  public:
   using u64 = std::uint64_t;
   using u32 = std::uint32_t;
@@ -47,12 +61,12 @@ class VmReferenceModel {
   static constexpr u64 kPage = 4096;
   static constexpr u64 kUserStart = u64{4} << 20;  // user space is [4 MiB, 2^47)
   static constexpr u64 kUserEnd = u64{1} << 47;
-  static constexpr int kSlots = 2;
-  static constexpr u64 kSlotOffset[kSlots] = {0, kPage - 8};
+  static constexpr int kSlots = 3;
+  static constexpr u64 kSlotOffset[kSlots] = {0, 8, kPage - 8};
 
-  enum class Kind : std::uint8_t { Anonymous, Stack, Guard };
+  enum class Kind : std::uint8_t { Anonymous, Stack, Guard, Device };
   enum class Sharing : std::uint8_t { Private, Shared };
-  enum class Backing : std::uint8_t { None, Zero, Store };
+  enum class Backing : std::uint8_t { None, Zero, Store, Device };
 
   struct Page {
     mm::Prot prot = mm::Prot::None;
@@ -60,13 +74,14 @@ class VmReferenceModel {
     Sharing sharing = Sharing::Private;
     u32 pins = 0;
     Backing backing = Backing::None;
-    u64 store = 0;     // with Backing::Store
+    u64 store = 0;     // with Backing::Store; with Backing::Device, the device page's physical address
     bool cow = false;  // the page's entry is copy-on-write (a private store that fork shared)
   };
 
   struct Store {
     u64 value[kSlots] = {};
     u32 holders = 0;
+    u32 watchers = 0;  // judges that may still read it through a stale translation (watch())
     Sharing sharing = Sharing::Private;
   };
 
@@ -78,6 +93,7 @@ class VmReferenceModel {
     Sharing sharing = Sharing::Private;
     bool replace = false;
     bool populate = false;
+    u64 physical = 0;  // Kind::Device: the first device page
   };
 
   using SpaceId = int;
@@ -161,13 +177,18 @@ class VmReferenceModel {
     if (it == stores_.end()) failure("no such store", id);
     return it->second;
   }
-  u64 stores() const { return stores_.size(); }
+  u64 stores() const {  // alive (held by a page)
+    u64 n = 0;
+    for (const auto& [id, s] : stores_) n += s.holders > 0 ? 1 : 0;
+    return n;
+  }
   u64 commitments() const { return commitments_; }
 
   // ---- map, alloc, unmap, protect, pin ----------------------------------
 
   mm::Status check_map(SpaceId id, const MapArgs& a) const {
     if (!range_ok(a.address, a.length) || a.kind == Kind::Guard) return mm::Status::InvalidArgument;
+    if (a.kind == Kind::Device && (a.physical & (kPage - 1)) != 0) return mm::Status::InvalidArgument;
     const bool stack = a.kind == Kind::Stack;
     if (stack && a.address < kUserStart + kPage) return mm::Status::InvalidArgument;
     const u64 lo = stack ? a.address - kPage : a.address;
@@ -188,11 +209,16 @@ class VmReferenceModel {
     Pages& p = space(id);
     for (u64 va = a.address; va < hi; va += kPage) {
       p[va] = Page{.prot = a.prot, .kind = a.kind, .sharing = a.sharing};
+      if (a.kind == Kind::Device) {
+        p[va].sharing = Sharing::Shared;
+        p[va].backing = Backing::Device;
+        p[va].store = a.physical + (va - a.address);
+      }
     }
     if (stack) {
       p[lo] = Page{.prot = mm::Prot::None, .kind = Kind::Guard, .sharing = a.sharing};
     }
-    if (a.populate && a.prot != mm::Prot::None) {
+    if (a.populate && a.prot != mm::Prot::None && a.kind != Kind::Device) {
       for (u64 va = a.address; va < hi; va += kPage) populate(id, va);
     }
   }
@@ -266,7 +292,7 @@ class VmReferenceModel {
   // Would pin's populate change this page? (It has no frame of its own yet.)
   bool needs_unshare(SpaceId id, u64 va) const {
     const Page* p = page(id, va);
-    return p != nullptr && (p->backing != Backing::Store || p->cow);
+    return p != nullptr && p->backing != Backing::Device && (p->backing != Backing::Store || p->cow);
   }
   // What pin's populate does to one page (nothing under PROT_NONE).
   void unshare(SpaceId id, u64 va) {
@@ -275,6 +301,8 @@ class VmReferenceModel {
     Page& p = page_at(id, va);
     const u64 zeros[kSlots] = {};
     switch (p.backing) {
+      case Backing::Device:
+        return;
       case Backing::None:
         give_store(p, p.sharing, zeros);
         return;
@@ -330,6 +358,8 @@ class VmReferenceModel {
       case Backing::Store:
         if (access != mm::Access::Write || !p->cow) return mm::FaultOutcome::Complete;
         return store(p->store).holders == 1 ? mm::FaultOutcome::MapBacking : mm::FaultOutcome::CopyBacking;
+      case Backing::Device:  // its first touch maps it (unless a 2 MiB page already did)
+        return mm::FaultOutcome::MapBacking;
     }
     return mm::FaultOutcome::Segv;
   }
@@ -345,6 +375,7 @@ class VmReferenceModel {
         p.backing = Backing::Zero;
         return;
       case mm::FaultOutcome::MapBacking:
+        if (p.backing == Backing::Device) return;
         if (p.backing == Backing::Store) {
           p.cow = false;  // the only holder takes its frame back
         } else {
@@ -380,13 +411,43 @@ class VmReferenceModel {
   u64 value(SpaceId id, u64 va) const {
     const Page* p = page(id, va);
     const int slot = slot_of(va);
-    if (p == nullptr || slot < 0 || p->backing != Backing::Store) return 0;
+    if (p == nullptr || slot < 0) return 0;
+    if (p->backing == Backing::Device) return device_value(p->store, slot);
+    if (p->backing != Backing::Store) return 0;
     return store(p->store).value[slot];
   }
+  // A device page's slot, mapped or not (zero until written).
+  u64 device_value(u64 physical, int slot) const {
+    const auto it = device_.find(physical);
+    return it == device_.end() ? 0 : it->second.value[slot];
+  }
+  void write_device(u64 physical, int slot, u64 v) { device_[physical].value[slot] = v; }
+  // A store's slot (the store must be alive, or watched).
+  u64 store_value(u64 id, int slot) const { return store(id).value[slot]; }
+  void write_store(u64 id, int slot, u64 v) { stores_.at(id).value[slot] = v; }
+
+  // A judge that may still read a store through a stale translation keeps
+  // it alive (with its values) until it unwatches it.
+  void watch(u64 id) { ++stores_.at(id).watchers; }
+  void unwatch(u64 id) {
+    const auto it = stores_.find(id);
+    if (it == stores_.end() || it->second.watchers == 0) failure("unwatch of a store nobody watches", id);
+    if (--it->second.watchers == 0 && it->second.holders == 0) stores_.erase(it);
+  }
+  bool store_alive(u64 id) const {
+    const auto it = stores_.find(id);
+    return it != stores_.end() && it->second.holders > 0;
+  }
+  // Held by a page, or watched.
+  bool store_exists(u64 id) const { return stores_.count(id) != 0; }
   // A write at a slot the page may take now (after any fault).
   void write(SpaceId id, u64 va, u64 v) {
     Page& p = page_at(id, va);
     const int slot = slot_of(va);
+    if (slot >= 0 && p.backing == Backing::Device && has(p.prot, mm::Prot::Write)) {
+      write_device(p.store, slot, v);
+      return;
+    }
     if (slot < 0 || p.backing != Backing::Store || p.cow || !has(p.prot, mm::Prot::Write)) {
       failure("write the page does not allow", va);
     }
@@ -505,7 +566,7 @@ class VmReferenceModel {
       Store& s = it->second;
       --s.holders;
       if (s.holders == 0) {
-        stores_.erase(it);
+        if (s.watchers == 0) stores_.erase(it);
       } else if (s.sharing == Sharing::Private) {
         --commitments_;
       }
@@ -517,9 +578,10 @@ class VmReferenceModel {
 
   std::map<SpaceId, Pages> spaces_;
   std::map<u64, Store> stores_;
+  std::map<u64, Store> device_;  // by physical page: values only
   SpaceId next_space_ = 0;
   u64 next_store_ = 1;
   u64 commitments_ = 0;
 };
 
-}  // namespace pagelab::test
+}  // namespace pagelab::model
