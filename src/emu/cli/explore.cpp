@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "emu/cli/interrupt_scope.hpp"
+#include "emu/cli/results_json.hpp"
 #include "emu/cli/schedule_file.hpp"
 #include "emu/machine/emu_platform.hpp"
 #include "emu/runner/scenario_runner.hpp"
@@ -358,6 +359,15 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
   if (result.bad_input) {
     std::fputs(result.bad_input->c_str(), stderr);
     return 2;
+  }
+  if (!command.json_path.empty()) {
+    nlohmann::ordered_json json = explore_results_json(command, result);
+    json["summary"]["interrupted"] = result.interrupted_by != 0;
+    std::string error;
+    if (!write_json_file(command.json_path, json, error)) {
+      std::fprintf(stderr, "pagelab: --json %s\n", error.c_str());
+      return kExitOutputFailed;
+    }
   }
   const double rate = result.seconds > 0 ? static_cast<double>(result.run) / result.seconds : 0;
   const int interrupted = result.interrupted_by;

@@ -162,6 +162,7 @@ struct ExploreCommand {
   bool quiet = false;                // no progress on stderr
   bool verbose = false;              // a line per seed on stdout: "seed S: pass" or "seed S: FAIL: ..."
   std::string record_path;           // write the first failing seed's schedule here
+  std::string json_path;             // write the results as JSON here (results_json.hpp)
 };
 
 // Runs the sweep with progress on stderr (one updating line on a terminal,

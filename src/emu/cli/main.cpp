@@ -5,7 +5,8 @@
 //                        [--keep-spaces] [--record FILE] [--outcomes FILE] [--inject SPEC]...
 //   pagelab replay FILE [--trace ...] [--trace-out FILE] [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
 //   pagelab explore SCENARIO --seeds A..B [--strategy random|pct:D] [--shootdown POLICY] [--jobs N] [--shard I/N]
-//                            [--allow-unsafe] [--max-failures K] [--record FILE] [--quiet] [--verbose] [--inject SPEC]...
+//                            [--allow-unsafe] [--max-failures K] [--record FILE] [--json FILE] [--quiet] [--verbose]
+//                            [--inject SPEC]...
 //   pagelab inspect --ram SPEC [--space NAME] [--address VA] [--format text|dot]
 //   pagelab trace FILE [--tlb tiny|skylake|zen2] [--json]
 //   pagelab fuzz [--seed S] [--cases N | --time D] [--seeds-per-case K] [--jobs N] [--shard I/N]
@@ -314,7 +315,7 @@ int replay_command(const std::string& file, const emu::RunOptions& base, const O
 
 int explore_command(const std::string& program, const std::string& path, emu::ExploreOptions options, const std::string& seeds,
                     const std::string& strategy, const std::string& shootdown, const std::string& shard, bool shard_given,
-                    unsigned jobs, bool quiet, bool verbose, const std::string& record_path) {
+                    unsigned jobs, bool quiet, bool verbose, const std::string& record_path, const std::string& json_path) {
   std::string error;
   const auto range = emu::SeedRange::parse(seeds, error);
   if (!range) return fail_usage(error);
@@ -328,6 +329,7 @@ int explore_command(const std::string& program, const std::string& path, emu::Ex
   if (jobs == 0 || jobs > 1024) return fail_usage("--jobs takes 1 to 1024, not " + std::to_string(jobs));
   options.jobs = jobs;
   if (const int status = check_output(record_path)) return status;
+  if (const int status = check_output(json_path)) return status;
   std::string text;
   if (!read_scenario_text(path, text)) return 2;
   if (!shootdown.empty()) {
@@ -343,6 +345,7 @@ int explore_command(const std::string& program, const std::string& path, emu::Ex
   command.quiet = quiet;
   command.verbose = verbose;
   command.record_path = record_path;
+  command.json_path = json_path;
   return emu::explore_command(*parsed, command);
 }
 
@@ -405,6 +408,8 @@ int main(int argc, char** argv) {
   explore->add_flag("--allow-unsafe", explore_options.allow_unsafe, "accept the unsafe-* shootdown policies");
   explore->add_option("--max-failures", explore_options.max_failures, "stop handing out seeds after K failing ones (default: never)");
   explore->add_option("--record", explore_record, "write the first failing seed's schedule record to FILE");
+  std::string explore_json;
+  explore->add_option("--json", explore_json, "write the results as JSON to FILE (the schema fuzz --json shares)");
   explore->add_flag("--quiet", explore_quiet, "no progress on stderr");
   explore->add_flag("--verbose", explore_verbose, "a line per seed on stdout, in completion order");
 
@@ -487,7 +492,7 @@ int main(int argc, char** argv) {
     }
     return finish(explore_command(argv[0], explore_path, explore_options, explore_seeds, explore_strategy, explore_shootdown,
                                   explore_shard, explore->count("--shard") > 0, explore_jobs, explore_quiet, explore_verbose,
-                                  explore_record));
+                                  explore_record, explore_json));
   }
   return 2;
 }

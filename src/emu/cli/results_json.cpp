@@ -14,21 +14,21 @@ namespace pagelab::emu {
 
 namespace {
 
-nlohmann::json envelope(const char* tool) {
-  return nlohmann::json{{"schema", "pagelab-results"}, {"version", kResultsVersion}, {"tool", tool}, {"pagelab", PAGELAB_VERSION}};
+nlohmann::ordered_json envelope(const char* tool) {
+  return nlohmann::ordered_json{{"schema", "pagelab-results"}, {"version", kResultsVersion}, {"tool", tool}, {"pagelab", PAGELAB_VERSION}};
 }
 
-nlohmann::json injected(const InjectionSpec& inject) { return inject.empty() ? nlohmann::json(nullptr) : nlohmann::json(inject.text()); }
+nlohmann::ordered_json injected(const InjectionSpec& inject) { return inject.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(inject.text()); }
 
-nlohmann::json policy(const std::optional<mm::ShootdownPolicy>& shootdown) {
-  return shootdown ? nlohmann::json(mm::shootdown_policy_name(*shootdown)) : nlohmann::json(nullptr);
+nlohmann::ordered_json policy(const std::optional<mm::ShootdownPolicy>& shootdown) {
+  return shootdown ? nlohmann::ordered_json(mm::shootdown_policy_name(*shootdown)) : nlohmann::ordered_json(nullptr);
 }
 
 }  // namespace
 
-nlohmann::json explore_results_json(const ExploreCommand& command, const ExploreResult& result) {
+nlohmann::ordered_json explore_results_json(const ExploreCommand& command, const ExploreResult& result) {
   const ExploreOptions& o = command.options;
-  nlohmann::json j = envelope("explore");
+  nlohmann::ordered_json j = envelope("explore");
   j["options"] = {{"scenario", command.scenario_path},
                   {"seeds", {o.seeds.first, o.seeds.last}},
                   {"shard", {o.shard.index, o.shard.count}},
@@ -43,7 +43,7 @@ nlohmann::json explore_results_json(const ExploreCommand& command, const Explore
                   {"seconds", result.seconds},
                   {"stopped_early", result.stopped_early},
                   {"interrupted", false}};
-  nlohmann::json failures = nlohmann::json::array();
+  nlohmann::ordered_json failures = nlohmann::ordered_json::array();
   for (const FailureGroup& g : result.groups) {
     std::string reproduce = fmt::format("{} run {} --seed {} --strategy {}", shell_quote(command.program),
                                         shell_quote(command.scenario_path), g.first_seed, o.strategy.name());
@@ -62,11 +62,11 @@ nlohmann::json explore_results_json(const ExploreCommand& command, const Explore
   return j;
 }
 
-nlohmann::json fuzz_results_json(const fuzz::CampaignOptions& o, const fuzz::CampaignResult& result) {
-  nlohmann::json j = envelope("fuzz");
+nlohmann::ordered_json fuzz_results_json(const fuzz::CampaignOptions& o, const fuzz::CampaignResult& result) {
+  nlohmann::ordered_json j = envelope("fuzz");
   j["options"] = {{"seed", o.seed},
-                  {"cases", o.cases ? nlohmann::json(*o.cases) : nlohmann::json(nullptr)},
-                  {"time_s", o.time ? nlohmann::json(static_cast<double>(o.time->count()) / 1000) : nlohmann::json(nullptr)},
+                  {"cases", o.cases ? nlohmann::ordered_json(*o.cases) : nlohmann::ordered_json(nullptr)},
+                  {"time_s", o.time ? nlohmann::ordered_json(static_cast<double>(o.time->count()) / 1000) : nlohmann::ordered_json(nullptr)},
                   {"seeds_per_case", o.seeds_per_case},
                   {"shard", {o.shard.index, o.shard.count}},
                   {"shootdown", policy(o.shootdown)},
@@ -80,7 +80,7 @@ nlohmann::json fuzz_results_json(const fuzz::CampaignOptions& o, const fuzz::Cam
                   {"failing_runs", failing},
                   {"seconds", result.seconds},
                   {"interrupted", result.interrupted}};
-  nlohmann::json failures = nlohmann::json::array();
+  nlohmann::ordered_json failures = nlohmann::ordered_json::array();
   for (const fuzz::Failure& f : result.failures) {
     failures.push_back({{"signature", f.signature},
                         {"invariant", f.invariant},
@@ -103,7 +103,7 @@ nlohmann::json fuzz_results_json(const fuzz::CampaignOptions& o, const fuzz::Cam
   return j;
 }
 
-bool write_json_file(const std::string& path, const nlohmann::json& json, std::string& error) {
+bool write_json_file(const std::string& path, const nlohmann::ordered_json& json, std::string& error) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) {
     error = path + ": " + std::strerror(errno);

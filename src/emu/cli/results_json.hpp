@@ -27,10 +27,10 @@ namespace pagelab::emu {
 
 inline constexpr int kResultsVersion = 1;
 
-nlohmann::json explore_results_json(const ExploreCommand& command, const ExploreResult& result);
-nlohmann::json fuzz_results_json(const fuzz::CampaignOptions& options, const fuzz::CampaignResult& result);
+nlohmann::ordered_json explore_results_json(const ExploreCommand& command, const ExploreResult& result);
+nlohmann::ordered_json fuzz_results_json(const fuzz::CampaignOptions& options, const fuzz::CampaignResult& result);
 
 // Writes `json` to `path` (replacing it). False, with `error` naming the path and the reason.
-bool write_json_file(const std::string& path, const nlohmann::json& json, std::string& error);
+bool write_json_file(const std::string& path, const nlohmann::ordered_json& json, std::string& error);
 
 }  // namespace pagelab::emu
