@@ -16,9 +16,11 @@ run_suite() {  # run_suite DIR SKIPPED_LABEL [cmake options...]
 }
 
 # The kernel is built without sanitizers in every tree, so its QEMU boots
-# (label "boot") run once, in the Release suite.
-asan=(build-asan boot -DPAGELAB_SANITIZE=address,undefined -DPAGELAB_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo)
-tsan=(build-tsan boot -DPAGELAB_SANITIZE=thread -DPAGELAB_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+# (label "boot") run once, in the Release suite; so do the fuzzing budgets
+# (label "fuzz"), which are long runs, not tests of sanitizer-visible code
+# paths the unit tests miss.
+asan=(build-asan "boot|fuzz" -DPAGELAB_SANITIZE=address,undefined -DPAGELAB_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo)
+tsan=(build-tsan "boot|fuzz" -DPAGELAB_SANITIZE=thread -DPAGELAB_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo)
 
 mode=release
 case "${1:-}" in

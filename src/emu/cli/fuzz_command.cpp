@@ -62,6 +62,7 @@ void add_fuzz_options(CLI::App& fuzz, FuzzArgs& a) {
   fuzz.add_option("--out", a.out_dir, "write each failure's shrunk case and schedule record into DIR");
   fuzz.add_option("--json", a.json_path, "write the results as JSON to FILE");
   fuzz.add_option("--shrink-time", a.shrink_time, "time to shrink each failure (default 60s)");
+  fuzz.add_option("--max-failures", a.max_failures, "stop handing out cases after K distinct failures (default: never)");
   fuzz.add_option("--print-case", a.print_case, "print the scenario of case I and exit");
   fuzz.add_flag("--quiet", a.quiet, "no progress on stderr");
 }
@@ -91,6 +92,9 @@ int fuzz_command(const std::string& program, const FuzzArgs& a) {
   if (o.cases && o.time) return usage_error("--cases and --time: give one of them");
   if (!parse_duration(a.shrink_time, ms)) return usage_error("--shrink-time takes a duration (30s, 2m), not '" + a.shrink_time + "'");
   o.shrink_budget = std::chrono::milliseconds(ms);
+  if (!a.max_failures.empty() && !parse_count(a.max_failures, o.max_failures)) {
+    return usage_error("--max-failures takes a count, not '" + a.max_failures + "'");
+  }
   if (!parse_count(a.seeds_per_case, o.seeds_per_case) || o.seeds_per_case == 0) {
     return usage_error("--seeds-per-case takes a count of at least 1, not '" + a.seeds_per_case + "'");
   }

@@ -2,7 +2,7 @@
 //
 //   pagelab fuzz [--seed S] [--cases N | --time DURATION] [--seeds-per-case K] [--jobs N] [--shard I/N]
 //                [--shootdown POLICY [--allow-unsafe]] [--inject SPEC]... [--out DIR] [--json FILE]
-//                [--shrink-time DURATION] [--quiet]
+//                [--shrink-time DURATION] [--max-failures K] [--quiet]
 //   pagelab fuzz [--seed S] --print-case I       the scenario of case I, on stdout
 //
 // Progress goes to stderr (cases/s, runs/s, failures so far, time left with
@@ -28,7 +28,7 @@ namespace pagelab::emu {
 
 struct FuzzArgs {
   std::string seed = "1";
-  std::string cases, time, shrink_time = "60s", shard, shootdown, out_dir, json_path, print_case;
+  std::string cases, time, shrink_time = "60s", shard, shootdown, out_dir, json_path, print_case, max_failures;
   std::string seeds_per_case = "10";
   unsigned jobs = 1;
   bool allow_unsafe = false;

@@ -94,7 +94,8 @@ class Campaign {
     const std::uint64_t limit = options_.cases.value_or(options_.time ? ~std::uint64_t{0} : 1000);
     const bool out_of_time = options_.time && Clock::now() - start_ >= *options_.time;
     const bool stopped = hooks_.stop != nullptr && hooks_.stop->load() != 0;
-    if (handed_out_ >= limit || out_of_time || stopped || result_.bad_input) return std::nullopt;
+    const bool enough = options_.max_failures != 0 && result_.failures.size() >= options_.max_failures;
+    if (handed_out_ >= limit || out_of_time || stopped || enough || result_.bad_input) return std::nullopt;
     return options_.shard.index + (handed_out_++) * options_.shard.count;
   }
 
