@@ -264,6 +264,38 @@ TEST(LockChecker, ExploreCountsDeadlockingSeedsAndFinishes) {
   EXPECT_FALSE(result.bad_input);
 }
 
+// No cycle of locks, yet every CPU waits: CPU 0 keeps a lock and waits at a
+// barrier that CPU 1 reaches only after taking that lock. The scheduler
+// declares the deadlock; the CPU waiting for the lock says who waits for what
+// and the run is abandoned (before, an MM_PANIC).
+TEST(LockChecker, EveryCpuWaitingIsADeadlockReport) {
+  const auto s = parse(R"(machine cpus=2 ram=16M
+space a
+map a 0x10000000 16K rw populate
+cpu 0
+  use a
+  write 0x10000000 1
+  barrier b
+end
+cpu 1
+  use a
+  write 0x10001000 2
+  barrier b
+end
+)");
+  const emu::RunResult r = run_with(s, 1, [](TestLocks& l, std::uint32_t cpu) {
+    if (cpu == 0) take(l.swap);  // and keep it
+    if (cpu == 1) Guard waits(l.swap);
+  });
+  ASSERT_EQ(r.exit_code, 1) << r.report;
+  EXPECT_NE(first_line(r.report).find("t.scenario:11:3: deadlock: every CPU has waited for a long time and none can go on: "),
+            std::string::npos)
+      << r.report;
+  EXPECT_NE(first_line(r.report).find("cpu 1 for swap lock #1, held by cpu 0 (taken at an unknown place, step "),
+            std::string::npos)
+      << r.report;
+}
+
 // Taking a lock one holds: a deadlock with itself. On a CPU, and in the
 // set-up (where the runner's own thread is CPU 0, unscheduled).
 TEST(LockChecker, RecursionIsReported) {
