@@ -22,9 +22,11 @@ using mm::CpuId;
 using mm::u32;
 using mm::u64;
 
-// A test-and-test-and-set spinlock with a PAUSE in its wait loop.
+// A test-and-test-and-set spinlock with a PAUSE in its wait loop. Its lock
+// class is not checked here (the emulator's EmuSpinLock checks the order).
 class MM_CAPABILITY("spinlock") HostSpinLock {
  public:
+  explicit HostSpinLock(mm::LockClass) {}
   void lock() MM_ACQUIRE() {
     while (locked_.exchange(true, std::memory_order_acquire)) {
       while (locked_.load(std::memory_order_relaxed)) {

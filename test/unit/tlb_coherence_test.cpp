@@ -28,6 +28,7 @@ using mm::VirtAddr;
 class ScriptedPlatform {
  public:
   struct SpinLock {
+    explicit SpinLock(mm::LockClass) {}
     bool held = false;
     void lock() {
       ASSERT_FALSE(held) << "a lock was taken twice";

@@ -197,6 +197,7 @@ ExploreResult explore(const scenario::Scenario& scenario, const ExploreOptions& 
       run.inject = options.inject;
       run.allow_unsafe = options.allow_unsafe;
       run.trace = false;
+      if (hooks.prepare) hooks.prepare(run);
       if (hooks.running) hooks.running(index, run.seed);
       RunResult outcome = run_scenario(scenario, run);
       if (hooks.running) hooks.running(index, std::nullopt);

@@ -54,6 +54,8 @@
 
 namespace pagelab::emu {
 
+struct RunOptions;
+
 // An inclusive range of seeds.
 struct SeedRange {
   std::uint64_t first = 1;
@@ -136,6 +138,9 @@ struct ExploreHooks {
   // Called after each seed, from the worker that ran it, one call at a time
   // (under the sweep's lock: keep it short), in completion order.
   std::function<void(const SeedOutcome&)> seed_done;
+  // Called by a worker with each seed's RunOptions just before the run, to
+  // add to them (tests: an outcome sink); from several workers at once.
+  std::function<void(RunOptions&)> prepare;
   // Called by worker `worker` (0 .. jobs-1) with the seed it starts, and
   // with nullopt when that seed is over; no lock held. For a record of the
   // seeds in flight that survives a crash (explore_command's abort handler).

@@ -4,32 +4,59 @@
 
 namespace pagelab::emu {
 
-void EmuSpinLock::lock() {
-  Machine* machine = cpu_context.machine;
-  if (machine) machine->point();
-  while (locked_.exchange(true, std::memory_order_acquire)) {
-    if (machine && cpu_context.scheduled) {
-      // The holder is parked at a point of its own: let it run. Like the
-      // kernel's lock, the wait takes interrupts if none were off before.
-      machine->interruptible_wait();
-      if (machine->scheduler().deadlocked()) {
-        MM_PANIC("deadlock: every CPU is waiting, this one on a lock", cpu_context.cpu);
-      }
-    } else if (machine) {
-      // Parallel mode: the holder runs on its own thread; interrupts are
-      // still taken, or a holder waiting for this CPU's acknowledgement
-      // would wait forever.
-      machine->take_interrupts();
+void EmuSpinLock::lock(const mm::LockSite& site) {
+  Machine* const machine = cpu_context.machine;
+  if (machine == nullptr) {
+    while (locked_.exchange(true, std::memory_order_acquire)) {
     }
+    return;
   }
+  LockChecker& checker = machine->locks();
+  checker.name(*this);
+  machine->point();
+  std::uint32_t inversion = LockChecker::kNone;
+  if (checker.check_acquire(*this, site, inversion)) machine->escape();  // it holds this lock already
+  if (locked_.exchange(true, std::memory_order_acquire)) {
+    // An inversion found above is reported once the lock is taken: if the
+    // wait is a deadlock instead (this CPU's wait closes the cycle, or a
+    // later wait of another CPU does), the deadlock is the report.
+    const LockChecker::Wait outer = checker.begin_wait(*this, site);
+    if (cpu_context.scheduled && checker.check_deadlock(*this)) machine->escape();
+    std::uint32_t spins = 0;
+    do {
+      if (machine->abandoned()) machine->escape();
+      if (cpu_context.scheduled) {
+        // The holder is parked at a point of its own: let it run. Like the
+        // kernel's lock, the wait takes interrupts if none were off before.
+        machine->interruptible_wait();
+        if (machine->scheduler().deadlocked()) {
+          checker.report_stuck();
+          machine->escape();
+        }
+      } else {
+        // Parallel mode: the holder runs on its own thread; interrupts are
+        // still taken, or a holder waiting for this CPU's acknowledgement
+        // would wait forever. Now and then, a look for a cycle of waits.
+        machine->take_interrupts();
+        if ((++spins & 0xFFF) == 0 && checker.check_deadlock(*this)) machine->escape();
+      }
+    } while (locked_.exchange(true, std::memory_order_acquire));
+    checker.end_wait(outer);
+  }
+  if (inversion != LockChecker::kNone) checker.report_inversion(*this, site, inversion);
+  checker.acquired(*this, site);
   ++cpu_context.locks_held;
   // TODO(lock classes): only an address space's lock is a linearization point.
   if (machine && machine->history()) machine->history()->space_locked(cpu_context.cpu);
 }
 
 bool EmuSpinLock::try_lock() {
-  if (cpu_context.machine) cpu_context.machine->point();
+  Machine* const machine = cpu_context.machine;
+  if (machine == nullptr) return !locked_.exchange(true, std::memory_order_acquire);
+  machine->locks().name(*this);
+  machine->point();
   if (locked_.exchange(true, std::memory_order_acquire)) return false;
+  machine->locks().acquired(*this, mm::LockSite{});
   ++cpu_context.locks_held;
   return true;
 }
@@ -38,7 +65,13 @@ bool EmuSpinLock::try_lock() {
 // be overtaken between the release and its return (the oracle checks an
 // operation's effect the moment it returns).
 void EmuSpinLock::unlock() {
-  if (cpu_context.machine) cpu_context.machine->point();
+  Machine* const machine = cpu_context.machine;
+  if (machine == nullptr) {
+    locked_.store(false, std::memory_order_release);
+    return;
+  }
+  machine->point();
+  machine->locks().releasing(*this);
   --cpu_context.locks_held;
   locked_.store(false, std::memory_order_release);
 }
@@ -107,7 +140,17 @@ void EmuPlatform::send_ipi(mm::CpuSet targets) {
   targets.for_each([&](mm::CpuId cpu) { machine_.cpu(cpu).ipi_pending.store(true, std::memory_order_release); });
 }
 
-void EmuPlatform::relax() { machine_.interruptible_wait(); }
+// The core's wait loops (a shootdown's acknowledgements) come through here:
+// a CPU leaves an abandoned run from them too, and one that the scheduler
+// finds waiting with every other CPU for long says who waits for what.
+void EmuPlatform::relax() {
+  if (machine_.abandoned()) machine_.escape();
+  machine_.interruptible_wait();
+  if (cpu_context.scheduled && machine_.scheduler().deadlocked()) {
+    machine_.locks().report_stuck();
+    machine_.escape();
+  }
+}
 
 void EmuPlatform::log(mm::LogLevel, const char* text) { machine_.emit(EventKind::Note, 0, 0, 0, 0, text); }
 

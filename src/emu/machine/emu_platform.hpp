@@ -33,14 +33,41 @@ inline thread_local CpuContext cpu_context;
 
 // A spinlock whose acquire and release are scheduling points, and whose wait
 // loop tells the scheduler it is spinning, so the holder gets to run.
+//
+// Every acquisition and release goes past the machine's lock checker
+// (lock_checker.hpp): the order of lock classes, recursion, a release out of
+// order, and a deadlock among CPUs are reported as a run failure, like an
+// oracle violation. A report that leaves a CPU waiting for ever (a deadlock,
+// recursion) abandons the run: the CPUs leave their programs through
+// Machine::run_guarded instead of spinning.
 class MM_CAPABILITY("spinlock") EmuSpinLock {
  public:
-  void lock() MM_ACQUIRE();
+  explicit EmuSpinLock(mm::LockClass lock_class) : class_(lock_class) {}
+  EmuSpinLock(const EmuSpinLock&) = delete;
+  EmuSpinLock& operator=(const EmuSpinLock&) = delete;
+
+  void lock() MM_ACQUIRE() { lock(mm::LockSite{}); }
+  // `site`: where the core takes it, and with what nesting (mm::acquire).
+  void lock(const mm::LockSite& site) MM_ACQUIRE();
   bool try_lock() MM_TRY_ACQUIRE(true);
   void unlock() MM_RELEASE();
 
+  mm::LockClass lock_class() const { return class_; }
+  // The CPU holding it, or kNoOwner. Written by the holder; read by the
+  // checker to follow who waits for whom.
+  static constexpr std::uint32_t kNoOwner = ~std::uint32_t{0};
+  std::uint32_t owner() const { return owner_.load(std::memory_order_acquire); }
+  // Its number among the locks of its class, in the order a run first took
+  // them ("address-space lock #2"); 0 until then.
+  std::uint32_t serial() const { return serial_.load(std::memory_order_relaxed); }
+
  private:
+  friend class LockChecker;
+
   std::atomic<bool> locked_{false};
+  const mm::LockClass class_;
+  std::atomic<std::uint32_t> owner_{kNoOwner};
+  std::atomic<std::uint32_t> serial_{0};
 };
 
 class EmuPlatform {

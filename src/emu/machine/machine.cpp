@@ -1,5 +1,8 @@
 #include "emu/machine/machine.hpp"
 
+#include <cstdio>
+#include <new>
+
 #include "emu/hw/tlb_geometry.hpp"
 #include "emu/machine/ram_port.hpp"
 #include "mm/phys/memory_map.hpp"
@@ -13,13 +16,52 @@ mm::Access core_access(hw::AccessKind kind) {
                                                                                           : mm::Access::Read;
 }
 
+// Frees an object's storage without running its destructor. For the core's
+// objects of an abandoned run: they are in the middle of an operation, with
+// locks held, and their destructors would assert that they were torn down;
+// they own nothing but their own storage (the core has no heap), so letting
+// their lifetime end this way leaks nothing.
+template <typename T>
+void discard(std::unique_ptr<T>& object) {
+  T* const raw = object.release();
+  if (raw == nullptr) return;
+  if constexpr (alignof(T) > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
+    ::operator delete(static_cast<void*>(raw), std::align_val_t{alignof(T)});
+  } else {
+    ::operator delete(static_cast<void*>(raw));
+  }
+}
+
 }  // namespace
 
 Machine::Machine(const MachineConfig& config, Trace& trace) : config_(config), trace_(trace), platform_(*this) {}
 
 Machine::~Machine() {
+  if (abandoned()) {
+    // No teardown: the spaces' and the VM system's locks may be held by CPUs
+    // that escaped. Their frames are in the RAM, which goes anyway.
+    for (auto& [name, s] : spaces_) discard(s.space);
+    spaces_.clear();
+    discard(vm_);
+    return;
+  }
   destroy_spaces();
   if (vm_) vm_->shutdown();
+}
+
+std::optional<Violation> Machine::violation() const {
+  std::optional<Violation> oracle = oracle_ ? oracle_->violation() : std::nullopt;
+  if (!locks_ || !locks_->reported()) return oracle;
+  std::optional<Violation> lock = locks_->violation();
+  if (oracle && oracle->step <= lock->step) return oracle;
+  return lock;
+}
+
+void Machine::escape() {
+  if (std::jmp_buf* const target = escape_[cpu_context.cpu]) std::longjmp(*target, 1);
+  const std::optional<Violation> v = violation();
+  std::fprintf(stderr, "pagelab: %s\n", v ? v->headline().c_str() : "a run was abandoned");
+  MM_PANIC("a CPU must leave an abandoned run, and nothing called Machine::run_guarded to catch it", cpu_context.cpu);
 }
 
 std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure) {
@@ -118,6 +160,7 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
     m->cpus_.push_back(std::move(cpu));
   }
   m->scheduler_ = std::make_unique<Scheduler>(config.cpus, config.schedule);
+  m->locks_ = std::make_unique<LockChecker>(*m, config.cpus);
   cpu_context = CpuContext{m.get(), 0, false};
   if (m->vm_->init() != mm::Status::Ok) {
     error = "no memory for the zero frame";

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <csetjmp>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,7 @@
 #include "emu/machine/device_window.hpp"
 #include "emu/machine/emu_platform.hpp"
 #include "emu/machine/fault_injection.hpp"
+#include "emu/machine/lock_checker.hpp"
 #include "emu/machine/oracle.hpp"
 #include "emu/model/history.hpp"
 #include "emu/ram/ram.hpp"
@@ -114,11 +116,47 @@ class Machine {
   void interruptible_wait();
   // The oracle (deterministic runs only; null otherwise).
   Oracle* oracle() { return oracle_.get(); }
-  std::optional<Violation> violation() const { return oracle_ ? oracle_->violation() : std::nullopt; }
   // The history the reference model's judge replays (deterministic runs
   // that asked for it; null otherwise).
   model::History* history() { return history_; }
   void set_history(model::History* history) { history_ = history; }
+  // The lock checker (every run).
+  LockChecker& locks() { return *locks_; }
+  const LockChecker& locks() const { return *locks_; }
+  // The first violation the oracle or the lock checker found (the earlier
+  // step's, when both did).
+  std::optional<Violation> violation() const;
+
+  // Abandoning a run (a deadlock: some CPU would wait for ever). After
+  // abandon(), every CPU that waits for a lock or in the core's relax()
+  // escapes: it leaves through the innermost run_guarded of its own, skipping
+  // whatever the core was in the middle of (the locks it held stay held). The
+  // machine is then only good for its trace and its report: its destructor
+  // throws the core's objects away without tearing them down.
+  void abandon() { abandoned_.store(true, std::memory_order_release); }
+  bool abandoned() const { return abandoned_.load(std::memory_order_acquire); }
+  // Runs f() on the calling CPU (a simulated CPU's program, the set-up, the
+  // final checks). False when the CPU escaped from it.
+  template <typename F>
+  bool run_guarded(F&& f) {
+    const std::uint32_t cpu = cpu_context.cpu;
+    std::jmp_buf here;
+    std::jmp_buf* const outer = escape_[cpu];
+    escape_[cpu] = &here;
+    // setjmp returns again, with 1, when escape() jumps back here: `cpu` and
+    // `outer` are not changed in between, so they survive the jump.
+    if (setjmp(here) != 0) {
+      escape_[cpu] = outer;
+      return false;
+    }
+    f();
+    escape_[cpu] = outer;
+    return true;
+  }
+  // Leaves for the calling CPU's run_guarded (a longjmp: frames in between
+  // are dropped without their destructors, as a fiber's stack is when it is
+  // thrown away). With none, panics with the lock checker's report.
+  [[noreturn]] void escape();
   // Tells the oracle that an operation on `space` has returned.
   void operation_returned(const char* operation, const std::string& space);
 
@@ -164,6 +202,9 @@ class Machine {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Oracle> oracle_;
   model::History* history_ = nullptr;
+  std::unique_ptr<LockChecker> locks_;
+  std::atomic<bool> abandoned_{false};
+  std::jmp_buf* escape_[mm::kMaxCpus] = {};  // each CPU's innermost run_guarded
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
   std::atomic<std::uint64_t> step_{0};

@@ -59,6 +59,7 @@ class Run {
   bool execute(const std::vector<Statement>& body) {
     for (const Statement& s : body) {
       if (failed()) return false;
+      current_[cpu_context.cpu] = &s.where;
       machine_.take_interrupts();  // between two instructions
       // --inject alloc-fail: a statement that fails must leave nothing half-done.
       const bool audited = audit_.enabled() && (in_setup || scenario_.machine.cpus == 1);
@@ -73,7 +74,7 @@ class Run {
       }
       if (const std::optional<Violation> v = machine_.violation()) {
         // The CPU whose step broke an invariant reports it, at its statement.
-        if (v->cpu == cpu_context.cpu) fail(s.where, "oracle: " + v->invariant + " violated: " + v->message, v->step);
+        if (v->cpu == cpu_context.cpu) fail(s.where, v->headline(), v->step);
         return false;
       }
       if (!held) return false;
@@ -84,17 +85,30 @@ class Run {
   // The first failure stops the run; later ones are dropped, unless `add`
   // (they are then appended to its message).
   void fail(const scenario::SourceLocation& where, std::string message, std::optional<std::uint64_t> step = {},
-            bool add = false) {
+            bool add = false, std::optional<std::uint32_t> cpu = {}) {
     std::lock_guard<std::mutex> guard(mutex_);
     if (failure_ && add) failure_->message += "; and " + message;
     if (failure_) return;
-    failure_ = Failure{where, std::move(message), cpu_context.cpu, step.value_or(machine_.scheduler().steps())};
+    failure_ = Failure{where, std::move(message), cpu.value_or(cpu_context.cpu), step.value_or(machine_.scheduler().steps())};
     machine_.scheduler().stop();
   }
   // A failure found after the run (the reference model's judge), on `cpu`'s behalf.
   void fail_on(std::uint32_t cpu, const scenario::SourceLocation& where, std::string message) {
     std::lock_guard<std::mutex> guard(mutex_);
     if (!failure_) failure_ = Failure{where, std::move(message), cpu, machine_.scheduler().steps()};
+  }
+
+  // The calling CPU left the run through Machine::run_guarded (the lock
+  // checker abandoned it: a deadlock). The report is the checker's, at the
+  // statement its CPU was running (else at `fallback`).
+  void escaped(const scenario::SourceLocation& fallback) {
+    const std::optional<Violation> v = machine_.violation();
+    if (!v) {
+      fail(fallback, "the run was abandoned");
+      return;
+    }
+    const scenario::SourceLocation* where = v->cpu < mm::kMaxCpus ? current_[v->cpu] : nullptr;
+    fail(where != nullptr ? *where : fallback, v->headline(), v->step, false, v->cpu);
   }
   bool failed() {
     std::lock_guard<std::mutex> guard(mutex_);
@@ -271,6 +285,9 @@ class Run {
   OperationAudit audit_;
   // By CPU: did the statement it just ran fail (an error, a segv)? (For the audit.)
   std::uint8_t statement_failed_[mm::kMaxCpus] = {};
+  // By CPU: the statement it runs (the innermost, in a repeat), for a report
+  // made where that CPU cannot say it itself (escaped()).
+  const scenario::SourceLocation* current_[mm::kMaxCpus] = {};
 };
 
 AllocatorKind allocator_of(const scenario::Options& options) {
@@ -438,11 +455,25 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   const bool judged = options.judge && options.deterministic && options.inject.alloc_fail.empty();
   if (judged) machine->set_history(&history);
 
+  // Whatever way the run ends: the lock orders it saw, for the caller.
+  struct OrdersOut {
+    const RunOptions& options;
+    Machine& machine;
+    ~OrdersOut() {
+      if (options.lock_orders != nullptr) options.lock_orders->merge(machine.locks().orders());
+    }
+  } orders_out{options, *machine};
+
   Run run(s, *machine);
   machine->emit(EventKind::Note, 0, 0, 0, 0, "set-up");
   run.outcomes = options.outcomes;
   run.in_setup = true;
-  run.execute(s.setup);
+  // Each part runs guarded: a deadlock the lock checker finds abandons the
+  // run, and every CPU leaves its program (docs/EMULATOR.md, "The lock checker").
+  if (!machine->run_guarded([&] { run.execute(s.setup); })) {
+    run.escaped(s.machine.where);
+    cpu_context = CpuContext{machine.get(), 0, false};
+  }
   run.in_setup = false;
   if (!run.failed()) {
     // Deterministic: each CPU a fiber on this thread; parallel: a thread.
@@ -450,9 +481,12 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
         [&](std::uint32_t cpu) {
           cpu_context = CpuContext{machine.get(), cpu, options.deterministic};
           machine->scheduler().enter(cpu);
-          machine->cpu_online();
-          if (const scenario::CpuProgram* program = s.program_for(cpu)) run.execute(program->body);
-          machine->cpu_offline();
+          const bool finished = machine->run_guarded([&] {
+            machine->cpu_online();
+            if (const scenario::CpuProgram* program = s.program_for(cpu)) run.execute(program->body);
+            machine->cpu_offline();
+          });
+          if (!finished) run.escaped(s.machine.where);
           machine->scheduler().exit(cpu);
         },
         cpu_context);
@@ -461,7 +495,7 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   result.steps = machine->scheduler().steps();
   result.schedule = machine->scheduler().schedule();
   if (const std::optional<Violation> v = machine->violation(); v && !run.failed()) {
-    run.fail(s.machine.where, "oracle: " + v->invariant + " violated: " + v->message, v->step);
+    run.fail(s.machine.where, v->headline(), v->step, false, v->cpu);
   }
   if (machine->scheduler().deadlocked() && !run.failed()) {
     run.fail(s.machine.where, "deadlock: every CPU was waiting (a barrier no one else reaches?)");
@@ -480,7 +514,8 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
     }
   }
   result.allocations = machine->injector().allocations();
-  const bool audit_leaks = !options.inject.alloc_fail.empty() && !options.keep_spaces;
+  // (An abandoned machine's spaces are left as the CPUs left them: no audit.)
+  const bool audit_leaks = !options.inject.alloc_fail.empty() && !options.keep_spaces && !machine->abandoned();
   if (const std::optional<Failure> failure = run.failure()) {
     result.exit_code = 1;
     result.report = report_failure(s, *machine, *failure, result.seed);
@@ -493,7 +528,14 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
     return result;
   }
   std::size_t held = 0;
-  if (const std::optional<std::string> problem = run_checks(s, *machine, free_at_start, held, options.keep_spaces, options.outcomes)) {
+  std::optional<std::string> problem;
+  const bool checked = machine->run_guarded(
+      [&] { problem = run_checks(s, *machine, free_at_start, held, options.keep_spaces, options.outcomes); });
+  // The checks destroy the spaces: the lock checker watches that too.
+  if (const std::optional<Violation> v = machine->locks().violation(); v && (!checked || !problem)) {
+    problem = fmt::format("FAIL: {}: {}\n", where(s, s.machine.where), v->headline());
+  }
+  if (problem) {
     result.exit_code = 1;
     result.report = *problem + fmt::format("  seed {}, {} steps\n", result.seed, result.steps);
     finish_trace(*trace, result);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "emu/machine/fault_injection.hpp"
+#include "emu/machine/lock_checker.hpp"
 #include "emu/ram/ram.hpp"
 #include "emu/runner/outcome.hpp"
 #include "mm/paging/shootdown_policy.hpp"
@@ -49,6 +50,9 @@ struct RunOptions {
   // Told each statement's outcome and each check's (`pagelab run --outcomes`,
   // the kernel cross-check); empty: nobody listens.
   OutcomeSink outcomes;
+  // When set, the orders of lock classes the run saw (lock_checker.hpp) are
+  // merged into it (tests compare them with mm/base/lock_class.hpp's order).
+  LockOrders* lock_orders = nullptr;
   // Faults to inject (`--inject`, docs/EMULATOR.md "Fault injection"). With
   // alloc-fail, a failed operation must leave nothing half-done (in the
   // set-up, and with one CPU) and the spaces are destroyed and checked for

@@ -117,6 +117,9 @@ class Scheduler {
   const std::vector<std::uint32_t>& schedule() const { return schedule_; }
   // The CPU that holds the turn (deterministic mode).
   std::uint32_t running() const { return turn_.load(std::memory_order_acquire); }
+  // Has `cpu` left the rotation (exit())? Deterministic mode, asked by the
+  // CPU holding the turn.
+  bool exited(std::uint32_t cpu) const { return !runnable_[cpu]; }
 
  private:
   struct Carried {

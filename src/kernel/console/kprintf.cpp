@@ -7,7 +7,7 @@ namespace kernel {
 
 namespace {
 
-SpinLock console_lock;
+SpinLock console_lock{mm::LockClass::Console};
 
 class Buffer {
  public:

@@ -4,12 +4,18 @@
 
 #include "arch/x86.hpp"
 #include "mm/base/atomic.hpp"
+#include "mm/base/lock_class.hpp"
 #include "mm/base/thread_annotations.hpp"
 
 namespace kernel {
 
 class MM_CAPABILITY("spinlock") SpinLock {
  public:
+  // The class (mm/base/lock_class.hpp) is kept for a debugger and not
+  // checked: the emulator checks the lock order of the same core code.
+  constexpr explicit SpinLock(mm::LockClass lock_class) : class_(lock_class) {}
+  mm::LockClass lock_class() const { return class_; }
+
   // Waiting runs with the caller's interrupt state; holding runs with
   // interrupts off. The TLB shootdown protocol needs the first half: an
   // initiator holds its address space's lock, with interrupts off, while it
@@ -52,6 +58,7 @@ class MM_CAPABILITY("spinlock") SpinLock {
  private:
   mm::Atomic<mm::u32> locked_{0};
   mm::u64 saved_flags_ = 0;  // the holder's RFLAGS from before lock()
+  mm::LockClass class_;
 };
 
 }  // namespace kernel

@@ -302,7 +302,9 @@ class TlbCoherence {
   // A cache line of its own: neighbours' requests and acknowledgements must
   // not bounce it.
   struct alignas(64) PerCpu {
-    typename P::SpinLock lock;
+    // A leaf (LockClass::TlbCpu): taken under the initiator's space lock,
+    // one CPU's at a time; nothing is taken under it.
+    typename P::SpinLock lock{LockClass::TlbCpu};
     // Guarded by lock.
     const Flush* queue[kQueueDepth] = {};
     u32 count = 0;

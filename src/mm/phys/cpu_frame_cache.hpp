@@ -29,7 +29,9 @@ class alignas(64) CpuFrameCache {
  public:
   static constexpr u32 kSlots = 256;
 
-  Lock lock;
+  // LockClass::CpuFrameCache: after the space's and VmSystem's locks, before
+  // the zone lock; never two caches' at once.
+  Lock lock{LockClass::CpuFrameCache};
 
   bool empty() const MM_REQUIRES(lock) { return count_ == 0; }
   u32 count() const MM_REQUIRES(lock) { return count_; }

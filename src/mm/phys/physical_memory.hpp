@@ -8,7 +8,8 @@
 //  - zeroing on request and poisoning on free, through the platform's direct map;
 //  - statistics.
 //
-// Lock order: CpuFrameCache::lock, then zone_lock_.
+// Lock order: CpuFrameCache::lock, then zone_lock_ (LockClass::CpuFrameCache,
+// then LockClass::Zone: base/lock_class.hpp).
 // A frame in a CPU cache is Allocated in the allocator's eyes, with refcount
 // 0 and owner Free (frame.hpp); it returns to the allocator only on drain.
 // Frame::state is written under the zone lock alone.
@@ -313,8 +314,10 @@ class PhysicalMemory {
   // free count for the lock-free readers (pressure(), free_frame's reserve check).
   class [[nodiscard]] MM_SCOPED_CAPABILITY ZoneGuard {
    public:
-    explicit ZoneGuard(PhysicalMemory& memory) MM_ACQUIRE(memory.zone_lock_) : memory_(memory) {
-      memory_.zone_lock_.lock();
+    explicit ZoneGuard(PhysicalMemory& memory, const char* file = __builtin_FILE(), u32 line = __builtin_LINE())
+        MM_ACQUIRE(memory.zone_lock_)
+        : memory_(memory) {
+      acquire(memory_.zone_lock_, LockSite{file, line, LockNesting::Outer});
     }
     ~ZoneGuard() MM_RELEASE() {
       memory_.zone_free_.store(memory_.allocator_.free_frames(), MemoryOrder::Relaxed);
@@ -505,7 +508,9 @@ class PhysicalMemory {
   FrameAllocator& allocator_ MM_GUARDED_BY(zone_lock_);
   const PhysicalMemoryConfig config_;
 
-  Lock zone_lock_;
+  // LockClass::Zone: taken last of the core's locks but the TLB's (under a
+  // CPU cache's lock to refill or drain it); nothing of the core under it.
+  Lock zone_lock_{LockClass::Zone};
   // The allocator's free count as of the last zone-lock release.
   Atomic<FrameCount> zone_free_{0};
   Atomic<FrameCount> zone_committed_{0};

@@ -55,10 +55,17 @@
 //                                   pending IPIs.
 //
 //   Mutual exclusion
-//     typename P::SpinLock          lock(), unlock(), try_lock() -> bool.
+//     typename P::SpinLock          constructed from its mm::LockClass
+//                                   (base/lock_class.hpp: the classes and their
+//                                   order); lock(), unlock(), try_lock() -> bool.
 //       Holding it also keeps this CPU's interrupt handlers out (the kernel's
 //       saves and disables interrupts), so data shared with an IPI handler may
-//       be guarded by it. Not recursive.
+//       be guarded by it. Not recursive. Released in the reverse order of
+//       acquisition (the kernel's restores the interrupt flag saved when it
+//       was taken). Optionally lock(const LockSite&): the same, told where and
+//       with what nesting it is taken; the core goes through mm::acquire
+//       (below), which calls it when the lock has it (the emulator's checks
+//       the lock order with it) and plain lock() otherwise.
 //
 //   Diagnostics
 //     p.log(LogLevel, const char* text)   a line for the console or the trace.
@@ -67,6 +74,7 @@
 #include <concepts>
 #include <cstddef>
 
+#include "mm/base/lock_class.hpp"
 #include "mm/base/thread_annotations.hpp"
 #include "mm/base/types.hpp"
 
@@ -121,7 +129,7 @@ enum class CrFlush : u8 { Yes, No };
 enum class LogLevel : u8 { Debug, Info, Warn, Error };
 
 template <typename L>
-concept SpinLockType = requires(L& lock) {
+concept SpinLockType = std::constructible_from<L, LockClass> && requires(L& lock) {
   { lock.lock() } -> std::same_as<void>;
   { lock.unlock() } -> std::same_as<void>;
   { lock.try_lock() } -> std::same_as<bool>;
@@ -147,11 +155,32 @@ concept Platform = SpinLockType<typename P::SpinLock> &&
       { p.log(level, text) } -> std::same_as<void>;
     };
 
-// RAII holder for a Platform::SpinLock (or any SpinLockType).
+// Takes `lock`, telling it where (a LockSite) if it wants to know. (Not
+// analysed: a lock type without annotations takes nothing Clang can see.)
+template <SpinLockType L>
+void acquire(L& lock, [[maybe_unused]] const LockSite& site) MM_ACQUIRE(lock) MM_NO_THREAD_SAFETY_ANALYSIS {
+  if constexpr (requires { lock.lock(site); }) {
+    lock.lock(site);
+  } else {
+    lock.lock();
+  }
+}
+
+// RAII holder for a Platform::SpinLock (or any SpinLockType). The site of
+// the acquisition is the line that constructs the guard. `nesting` annotates
+// the second of two locks of one class held at once (base/lock_class.hpp).
 template <SpinLockType L>
 class [[nodiscard]] MM_SCOPED_CAPABILITY LockGuard {
  public:
-  explicit LockGuard(L& lock) MM_ACQUIRE(lock) : lock_(lock) { lock_.lock(); }
+  explicit LockGuard(L& lock, const char* file = __builtin_FILE(), u32 line = __builtin_LINE()) MM_ACQUIRE(lock)
+      : lock_(lock) {
+    acquire(lock_, LockSite{file, line, LockNesting::Outer});
+  }
+  LockGuard(L& lock, LockNesting nesting, const char* file = __builtin_FILE(), u32 line = __builtin_LINE())
+      MM_ACQUIRE(lock)
+      : lock_(lock) {
+    acquire(lock_, LockSite{file, line, nesting});
+  }
   ~LockGuard() MM_RELEASE() { lock_.unlock(); }
   LockGuard(const LockGuard&) = delete;
   LockGuard& operator=(const LockGuard&) = delete;

@@ -13,6 +13,7 @@ class PlatformArchetype {
  public:
   class MM_CAPABILITY("spinlock") SpinLock {
    public:
+    explicit SpinLock(LockClass lock_class);
     void lock() MM_ACQUIRE();
     void unlock() MM_RELEASE();
     bool try_lock() MM_TRY_ACQUIRE(true);

@@ -39,7 +39,8 @@
 // are obtained before anything is changed.
 //
 // Locking: lock_ guards the regions and the page tables; it is taken before
-// VmSystem's lock and PhysicalMemory's locks. Methods named ...Locked need it.
+// VmSystem's lock, PhysicalMemory's locks and the TLB's per-CPU locks
+// (base/lock_class.hpp has the whole order). Methods named ...Locked need it.
 #pragma once
 
 #include "mm/paging/page_tables.hpp"
@@ -251,7 +252,10 @@ class AddressSpace {
   Frame& frame_of(PhysAddr frame) { return vm_.memory().frames()[Pfn::containing(frame)]; }
 
   VmSystem<P>& vm_;
-  Lock lock_;
+  // LockClass::AddressSpace, the outermost of the core's locks: every other
+  // (VmSystem's, the physical memory's, the TLB's per-CPU locks) is taken
+  // under it. Two spaces' at once only in fork: the child's is Inner.
+  Lock lock_{LockClass::AddressSpace};
   PageTables<P> tables_ MM_GUARDED_BY(lock_);
   const TlbTarget<P> target_;  // the coherence and tables_'s context: fixed for life
   RegionSet regions_ MM_GUARDED_BY(lock_);

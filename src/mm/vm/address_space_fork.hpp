@@ -8,7 +8,9 @@ namespace mm {
 template <Platform P>
 Status AddressSpace<P>::fork(AddressSpace& child) {
   LockGuard guard(lock_);
-  LockGuard child_guard(child.lock_);  // the child is new: no one else can hold its lock
+  // The child is new: no one else can hold its lock, so holding two spaces'
+  // locks cannot deadlock here; the nesting says so to the lock checker.
+  LockGuard child_guard(child.lock_, LockNesting::Inner);
   MM_ASSERT(child.live_ && child.regions_.empty());
   if (!live_) return Status::NotFound;
 

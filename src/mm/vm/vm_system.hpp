@@ -97,7 +97,10 @@ class VmSystem {
   P& platform_;
   PhysicalMemory<P>& memory_;
   TlbCoherence<P> coherence_;
-  typename P::SpinLock lock_;  // guards regions_ and stats_; taken after an address space's lock
+  // Guards regions_ and stats_. LockClass::VmSystem: taken after an address
+  // space's lock, before the physical memory's (the pool grows and shrinks
+  // under it).
+  typename P::SpinLock lock_{LockClass::VmSystem};
   ObjectPool<Region, P> regions_ MM_GUARDED_BY(lock_);
   VmStats stats_ MM_GUARDED_BY(lock_);
   PhysAddr zero_frame_;
