@@ -195,6 +195,7 @@ ExploreResult explore(const scenario::Scenario& scenario, const ExploreOptions& 
       run.strategy = options.strategy;
       run.shootdown = options.shootdown;
       run.inject = options.inject;
+      run.judge = options.judge;
       run.allow_unsafe = options.allow_unsafe;
       run.trace = false;
       if (hooks.prepare) hooks.prepare(run);
@@ -307,6 +308,7 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
   std::string reproduce_after = " --strategy " + options.strategy.name();
   if (options.shootdown) reproduce_after += fmt::format(" --shootdown {}", mm::shootdown_policy_name(*options.shootdown));
   if (!options.inject.empty()) reproduce_after += " --inject " + options.inject.text();
+  if (options.judge) reproduce_after += " --judge";
   if (options.allow_unsafe) reproduce_after += " --allow-unsafe";
 
   bool progress_shown = false;
@@ -414,6 +416,7 @@ int explore_command(const scenario::Scenario& scenario, const ExploreCommand& co
     record.allow_unsafe = options.allow_unsafe;
     if (options.shootdown) record.shootdown = std::string(mm::shootdown_policy_name(*options.shootdown));
     if (!options.inject.empty()) record.inject = options.inject.text();
+    record.judge = options.judge;
     record.cpus = scenario.machine.cpus;
     record.schedule = result.first_schedule;
     std::string error;

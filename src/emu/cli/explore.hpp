@@ -86,6 +86,7 @@ struct ExploreOptions {
   std::optional<mm::ShootdownPolicy> shootdown;  // wins over the scenario's (RunOptions::shootdown)
   InjectionSpec inject;                          // --inject, for every seed (RunOptions::inject)
   bool allow_unsafe = false;
+  bool judge = false;                            // RunOptions::judge, for every seed
   unsigned jobs = 1;
   std::uint64_t max_failures = 0;  // stop handing out seeds after this many failures; 0: never
 };

@@ -64,6 +64,7 @@ void add_fuzz_options(CLI::App& fuzz, FuzzArgs& a) {
   fuzz.add_option("--shrink-time", a.shrink_time, "time to shrink each failure (default 60s)");
   fuzz.add_option("--max-failures", a.max_failures, "stop handing out cases after K distinct failures (default: never)");
   fuzz.add_option("--print-case", a.print_case, "print the scenario of case I and exit");
+  fuzz.add_option("--case", a.only_case, "run (and shrink) case I alone: a failure found again, shrunk longer");
   fuzz.add_flag("--quiet", a.quiet, "no progress on stderr");
 }
 
@@ -79,6 +80,10 @@ int fuzz_command(const std::string& program, const FuzzArgs& a) {
         c.scenario, {fmt::format("case {} of `pagelab fuzz --seed {}` (swarm: {})", number, o.seed, c.features)});
     std::fwrite(text.data(), 1, text.size(), stdout);
     return std::fflush(stdout) == 0 ? 0 : 1;
+  }
+  if (!a.only_case.empty()) {
+    if (!parse_count(a.only_case, number)) return usage_error("--case takes a case number, not '" + a.only_case + "'");
+    o.only_case = number;
   }
   if (!a.cases.empty()) {
     if (!parse_count(a.cases, number) || number == 0) return usage_error("--cases takes a count of at least 1, not '" + a.cases + "'");

@@ -4,6 +4,7 @@
 //                [--shootdown POLICY [--allow-unsafe]] [--inject SPEC]... [--out DIR] [--json FILE]
 //                [--shrink-time DURATION] [--max-failures K] [--quiet]
 //   pagelab fuzz [--seed S] --print-case I       the scenario of case I, on stdout
+//   pagelab fuzz [--seed S] --case I [...]       run (and shrink) case I alone
 //
 // Progress goes to stderr (cases/s, runs/s, failures so far, time left with
 // --time); the summary to stdout: each failure once, by signature, with the
@@ -28,7 +29,7 @@ namespace pagelab::emu {
 
 struct FuzzArgs {
   std::string seed = "1";
-  std::string cases, time, shrink_time = "60s", shard, shootdown, out_dir, json_path, print_case, max_failures;
+  std::string cases, time, shrink_time = "60s", shard, shootdown, out_dir, json_path, print_case, max_failures, only_case;
   std::string seeds_per_case = "10";
   unsigned jobs = 1;
   bool allow_unsafe = false;

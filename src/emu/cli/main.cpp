@@ -2,7 +2,7 @@
 //   pagelab run SCENARIO [--seed N] [--trace text|jsonl|chrome|none] [--trace-out FILE]
 //                        [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
 //                        [--parallel] [--strategy random|pct:D] [--shootdown POLICY] [--allow-unsafe]
-//                        [--keep-spaces] [--record FILE] [--outcomes FILE] [--inject SPEC]...
+//                        [--keep-spaces] [--judge] [--record FILE] [--outcomes FILE] [--inject SPEC]...
 //   pagelab replay FILE [--trace ...] [--trace-out FILE] [--cpu LIST] [--events LIST] [--addr LO-HI] [--ram SPEC]
 //   pagelab explore SCENARIO --seeds A..B [--strategy random|pct:D] [--shootdown POLICY] [--jobs N] [--shard I/N]
 //                            [--allow-unsafe] [--max-failures K] [--record FILE] [--json FILE] [--quiet] [--verbose]
@@ -223,6 +223,7 @@ int run_and_report(const scenario::Scenario& scenario, const emu::RunOptions& op
     record.strategy = options.strategy;
     record.allow_unsafe = options.allow_unsafe;
     record.keep_spaces = options.keep_spaces;
+    record.judge = options.judge;
     if (options.shootdown) record.shootdown = std::string(mm::shootdown_policy_name(*options.shootdown));
     if (!options.inject.empty()) record.inject = options.inject.text();
     record.cpus = scenario.machine.cpus;
@@ -296,6 +297,7 @@ int replay_command(const std::string& file, const emu::RunOptions& base, const O
   options.strategy = record->strategy;
   options.allow_unsafe = record->allow_unsafe;
   options.keep_spaces = record->keep_spaces;
+  options.judge = record->judge;
   options.inject = {};
   if (record->inject && !emu::add_injection(*record->inject, options.inject, error)) return fail_usage(error);
   options.deterministic = true;
@@ -369,6 +371,7 @@ int main(int argc, char** argv) {
   run->add_flag("--parallel", parallel, "let the CPUs run freely (not deterministic)");
   run->add_option("--shootdown", shootdown, "the shootdown policy, instead of the scenario's `option shootdown=`");
   run->add_flag("--allow-unsafe", options.allow_unsafe, "accept the unsafe-* shootdown policies");
+  run->add_flag("--judge", options.judge, "judge the run against the reference model (docs/FUZZING.md)");
   run->add_flag("--keep-spaces", options.keep_spaces,
                 "leave the address spaces in RAM at the end, for `pagelab inspect` (skips the leak check)");
   run->add_option("--record", record_path, "write the schedule and options of this run to FILE, for `pagelab replay`");
@@ -406,6 +409,7 @@ int main(int argc, char** argv) {
   explore->add_option("--jobs", explore_jobs, "worker threads (default: the number of host CPUs)");
   explore->add_option("--shard", explore_shard, "run only shard I of N: the seeds with (seed - A) % N == I");
   explore->add_flag("--allow-unsafe", explore_options.allow_unsafe, "accept the unsafe-* shootdown policies");
+  explore->add_flag("--judge", explore_options.judge, "judge every seed against the reference model (docs/FUZZING.md)");
   explore->add_option("--max-failures", explore_options.max_failures, "stop handing out seeds after K failing ones (default: never)");
   explore->add_option("--record", explore_record, "write the first failing seed's schedule record to FILE");
   std::string explore_json;

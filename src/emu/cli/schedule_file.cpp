@@ -112,12 +112,12 @@ class Reader {
     const std::string key(text.substr(0, space));
     const std::string_view value = space == std::string_view::npos ? std::string_view{} : trim(text.substr(space));
     static const char* const kKeys[] = {"scenario", "scenario-fnv1a64", "seed",  "strategy", "allow-unsafe",
-                                        "keep-spaces", "shootdown", "inject", "cpus", "steps"};
+                                        "keep-spaces", "judge", "shootdown", "inject", "cpus", "steps"};
     bool known = false;
     for (const char* k : kKeys) known = known || key == k;
     if (!known) {
       fail(number, fmt::format("unknown key '{}' (expected scenario, scenario-fnv1a64, seed, strategy, allow-unsafe, "
-                               "keep-spaces, shootdown, inject, cpus, steps or schedule)", key));
+                               "keep-spaces, judge, shootdown, inject, cpus, steps or schedule)", key));
       return false;
     }
     if (seen_.count(key) != 0) {
@@ -147,9 +147,9 @@ class Reader {
         return false;
       }
       record_.strategy = *strategy;
-    } else if (key == "allow-unsafe" || key == "keep-spaces") {
+    } else if (key == "allow-unsafe" || key == "keep-spaces" || key == "judge") {
       if (value != "yes" && value != "no") return bad_value(number, key, value, "yes or no");
-      (key == "allow-unsafe" ? record_.allow_unsafe : record_.keep_spaces) = value == "yes";
+      (key == "allow-unsafe" ? record_.allow_unsafe : key == "judge" ? record_.judge : record_.keep_spaces) = value == "yes";
     } else if (key == "shootdown") {
       bool known_policy = false;
       for (const auto& entry : scenario::kShootdownPolicies) known_policy = known_policy || entry.name == value;
@@ -255,6 +255,7 @@ std::string format_schedule_record(const ScheduleRecord& record) {
   out += fmt::format("strategy {}\n", record.strategy.name());
   out += fmt::format("allow-unsafe {}\n", record.allow_unsafe ? "yes" : "no");
   out += fmt::format("keep-spaces {}\n", record.keep_spaces ? "yes" : "no");
+  if (record.judge) out += "judge yes\n";
   if (record.shootdown) out += fmt::format("shootdown {}\n", *record.shootdown);
   if (record.inject) out += fmt::format("inject {}\n", *record.inject);
   out += fmt::format("cpus {}\n", record.cpus);

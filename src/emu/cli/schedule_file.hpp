@@ -15,6 +15,7 @@
 //   strategy random                     or pct:D
 //   allow-unsafe no                     yes or no
 //   keep-spaces no                      yes or no
+//   judge yes                           optional: the run's --judge (absent: no)
 //   shootdown unsafe-no-flush           optional: run's --shootdown (absent: the scenario's own)
 //   inject ipi-delay:2,evict:0.1        optional: run's --inject, comma-separated (absent: none)
 //   cpus 2                              every choice is below this
@@ -64,6 +65,7 @@ struct ScheduleRecord {
   Strategy strategy;
   bool allow_unsafe = false;
   bool keep_spaces = false;
+  bool judge = false;  // --judge: the run was judged by the reference model
   // A shootdown policy given on the command line instead of the scenario's
   // `option shootdown=` (a name of scenario::kShootdownPolicies).
   std::optional<std::string> shootdown;

@@ -96,6 +96,7 @@ class Campaign {
     const bool stopped = hooks_.stop != nullptr && hooks_.stop->load() != 0;
     const bool enough = options_.max_failures != 0 && result_.failures.size() >= options_.max_failures;
     if (handed_out_ >= limit || out_of_time || stopped || enough || result_.bad_input) return std::nullopt;
+    if (options_.only_case) return handed_out_++ == 0 ? options_.only_case : std::nullopt;
     return options_.shard.index + (handed_out_++) * options_.shard.count;
   }
 
@@ -234,6 +235,7 @@ class Campaign {
     if (options_.shootdown) flags += fmt::format(" --shootdown {}", mm::shootdown_policy_name(*options_.shootdown));
     if (options_.allow_unsafe) flags += " --allow-unsafe";
     if (!options_.inject.empty()) flags += " --inject " + options_.inject.text();
+    if (judge_) flags += " --judge";
     if (options_.out_dir.empty()) {
       out.reproduce = fmt::format("{} fuzz --seed {} --print-case N > case.scenario && {} run case.scenario{}", hooks_.program,
                                   options_.seed, hooks_.program, flags);
@@ -285,6 +287,7 @@ class Campaign {
     record.allow_unsafe = options_.allow_unsafe;
     if (options_.shootdown) record.shootdown = std::string(mm::shootdown_policy_name(*options_.shootdown));
     if (!options_.inject.empty()) record.inject = options_.inject.text();
+    record.judge = judge_;
     record.cpus = parsed.scenario().machine.cpus;
     record.schedule = again.schedule;
     std::string error;

@@ -49,6 +49,7 @@ struct CampaignOptions {
   std::string out_dir;                              // empty: shrunk cases are not written
   std::chrono::milliseconds shrink_budget{60'000};  // per signature
   std::uint64_t max_failures = 0;                   // stop handing out cases after this many signatures; 0: never
+  std::optional<std::uint64_t> only_case;           // --case: run (and shrink) just this case
 };
 
 struct Failure {

@@ -46,8 +46,11 @@ void EmuSpinLock::lock(const mm::LockSite& site) {
   if (inversion != LockChecker::kNone) checker.report_inversion(*this, site, inversion);
   checker.acquired(*this, site);
   ++cpu_context.locks_held;
-  // TODO(lock classes): only an address space's lock is a linearization point.
-  if (machine && machine->history()) machine->history()->space_locked(cpu_context.cpu);
+  // The reference model's judge: an operation on a space, or a fault in it,
+  // takes effect when it takes that space's lock (not a nested child's).
+  if (class_ == mm::LockClass::AddressSpace && site.nesting == mm::LockNesting::Outer && machine->history()) {
+    machine->history()->space_locked(cpu_context.cpu);
+  }
 }
 
 bool EmuSpinLock::try_lock() {

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "emu/machine/machine.hpp"
@@ -95,6 +98,12 @@ class Judge {
 
   void step(const HistoryEvent& e) {
     CpuState& cpu = cpus_[e.cpu];
+    if (std::getenv("PAGELAB_JUDGE_DUMP")) {
+      static const char* kKinds[] = {"stmt", "op", "fault", "effect", "op-end", "fault-end", "access"};
+      std::fprintf(stderr, "judge: cpu%u %-9s va=%#lx acc=%u val=%#lx pa=%#lx res=%u %s\n", e.cpu, kKinds[static_cast<int>(e.kind)],
+                   e.va, e.access, e.value, e.physical, e.result,
+                   e.statement ? std::string(scenario::keyword_of(*e.statement)).c_str() : "");
+    }
     switch (e.kind) {
       case HistoryEvent::Kind::Statement:
         current_statement_[e.cpu] = e.statement;
@@ -205,6 +214,18 @@ class Judge {
       ids_[f->child] = child;
       model_.fork(*parent, child);
       leave_stale(c, *parent, before);
+      // A pinned page is copied for the child somewhere inside the fork,
+      // while the parent's CPUs may still write it (its translation stays
+      // writable): until the fork returns, each such write may or may not
+      // be in the copy.
+      for (const auto& [va, page] : model_.pages(*parent)) {
+        const VmModel::Page* copy = model_.page(child, va);
+        if (page.backing != Backing::Store || copy == nullptr || copy->backing != Backing::Store || copy->store == page.store) continue;
+        copying_[c].emplace_back(page.store, copy->store);
+        for (int slot = 0; slot < VmModel::kSlots; ++slot) {
+          uncertain_[{copy->store, slot}].insert(model_.store_value(copy->store, slot));
+        }
+      }
       return;
     }
     std::string name;
@@ -261,6 +282,7 @@ class Judge {
     Pending p = cpu.pending;
     cpu.pending = Pending{};
     drop_stale(c);
+    copying_[c].clear();
     if (p.statement == nullptr) return;
     if (actual == mm::Status::OutOfMemory) {
       stopped_ = true;  // the model does not predict the allocator
@@ -333,6 +355,7 @@ class Judge {
       case Backing::Store: {
         const auto bound = frame_of_store_.find(v.store);
         if (bound != frame_of_store_.end()) return bound->second == frame;
+        if (frame == zero_frame_) return false;  // a store is a frame of its own
         const auto holder = store_of_frame_.find(frame);
         return holder == store_of_frame_.end() || !model_.store_exists(holder->second);
       }
@@ -366,7 +389,7 @@ class Judge {
     const char* what = access == mm::Access::Read ? "read" : access == mm::Access::Write ? "write" : "exec";
     std::vector<View> fits;
     for (const View& v : views) {
-      if (frame_fits(v, frame) && (access != mm::Access::Read || value_of(v, slot) == e.value)) fits.push_back(v);
+      if (frame_fits(v, frame) && (access != mm::Access::Read || may_hold(v, slot, e.value))) fits.push_back(v);
     }
     if (fits.empty()) {
       std::string allowed;
@@ -382,12 +405,42 @@ class Judge {
                              cpu.space_name, e.cpu, frame, allowed));
       return;
     }
-    const View& used = fits.front();
-    bind(used, frame);
-    if (access == mm::Access::Write && slot >= 0) {
-      if (used.backing == Backing::Store) model_.write_store(used.store, slot, e.value);
-      if (used.backing == Backing::Device) model_.write_device(used.store, slot, e.value);
+    // A view whose frame is known for certain explains the access better
+    // than a store not seen yet. A store is bound to the frame only when it
+    // is the one view that fits (a stale and a current store, both unseen,
+    // could each be the frame: wait for an access that tells them apart).
+    const View* used = &fits.front();
+    for (const View& v : fits) {
+      if (v.backing != Backing::Store || frame_of_store_.count(v.store)) {
+        used = &v;
+        break;
+      }
     }
+    if (fits.size() == 1) bind(*used, frame);
+    if (slot < 0 || used->backing == Backing::Zero) return;
+    if (access == mm::Access::Read && used->backing == Backing::Store && uncertain_.count({used->store, slot})) {
+      model_.write_store(used->store, slot, e.value);  // the copy held this one of its possible values
+      uncertain_.erase({used->store, slot});
+    }
+    if (access != mm::Access::Write) return;
+    if (used->backing == Backing::Device) model_.write_device(used->store, slot, e.value);
+    if (used->backing != Backing::Store) return;
+    model_.write_store(used->store, slot, e.value);
+    uncertain_.erase({used->store, slot});
+    for (const auto& copies : copying_) {
+      for (const auto& [from, to] : copies) {
+        if (from == used->store) uncertain_[{to, slot}].insert(e.value);
+      }
+    }
+  }
+
+  // Can `v` hold `value` in `slot`: its value, or one of those a fork's
+  // copy may have taken (copying_)?
+  bool may_hold(const View& v, int slot, u64 value) const {
+    if (value_of(v, slot) == value) return true;
+    if (v.backing != Backing::Store || slot < 0) return false;
+    const auto it = uncertain_.find({v.store, slot});
+    return it != uncertain_.end() && it->second.count(value) != 0;
   }
 
   std::string describe_frame(const View& v) const {
@@ -441,11 +494,11 @@ class Judge {
         return;
       }
       // Values, slot by slot.
+      // (By the backing, whatever the protection: PROT_NONE keeps a page's frame.)
       for (const auto& [va, m] : pages) {
-        const View v = view_of(&m);
         const mm::Result<mm::Translation> t = space->translate(mm::VirtAddr(va));
         if (!t.ok()) {
-          if (v.backing == Backing::Store) {
+          if (m.backing == Backing::Store) {
             fail(0, nullptr, fmt::format("at the end: space {} page {:#x} holds data in the model, the core maps nothing", name, va));
             return;
           }
@@ -455,8 +508,9 @@ class Judge {
         for (int slot = 0; slot < VmModel::kSlots; ++slot) {
           const u64 at = t.value().physical.value() + VmModel::kSlotOffset[slot];
           const u64 actual = *reinterpret_cast<const u64*>(machine_.ram_at(at));
-          const u64 expected = m.backing == Backing::None ? 0 : value_of(v, slot);
-          if (actual != expected) {
+          const u64 expected = model_.value(id, va + VmModel::kSlotOffset[slot]);
+          const auto maybe = m.backing == Backing::Store ? uncertain_.find({m.store, slot}) : uncertain_.end();
+          if (actual != expected && (maybe == uncertain_.end() || maybe->second.count(actual) == 0)) {
             fail(0, nullptr, fmt::format("at the end: space {} reads {:#x} at {:#x} (frame {:#x}), the model {:#x}", name, actual,
                                          va + VmModel::kSlotOffset[slot], frame, expected));
             return;
@@ -474,6 +528,10 @@ class Judge {
   CpuState cpus_[64];
   const Statement* current_statement_[64] = {};
   std::map<std::pair<SpaceId, u64>, std::vector<Stale>> stale_;
+  // Forks under way, by CPU: (parent's store, child's copy) of each pinned
+  // page; and the values a copy's slot may hold until a read says which.
+  std::vector<std::pair<u64, u64>> copying_[64];
+  std::map<std::pair<u64, int>, std::set<u64>> uncertain_;
   std::map<u64, u64> frame_of_store_;
   std::map<u64, u64> store_of_frame_;
   bool stopped_ = false;

@@ -137,34 +137,40 @@ class TlbCoherence {
     const CpuId self = platform_.current_cpu();
     PerCpu& me = cpus_[self];
     LockGuard guard(me.lock);
-    if (me.current != &context) {
-      if (me.current != nullptr) clear_bit(me.current->active, self);
-      set_bit(context.active, self);
-      me.current = &context;
-    }
+    // The space's shootdowns reach this CPU from here on: before its
+    // generation is read (tlb_context.hpp says why).
+    set_bit(context.active, self);
     if (context.dying.load() != 0) {
+      if (me.current != &context) clear_bit(context.active, self);
       leave_locked(me, self);
       return false;
     }
     const u64 generation = context.generation.load();
-    if (!config_.pcid) {
-      me.slot = kNoSlot;
-      platform_.load_address_space(root, Pcid{0}, CrFlush::Yes);
-      return true;
+    // The PCID and whether its entries must go. The bookkeeping (current,
+    // slots, the previous space's active bit) changes only after the CR3
+    // load: until then this CPU's entries are still the previous space's,
+    // which still sends it its shootdowns (as it must, with them cached).
+    u32 index = kNoSlot;
+    bool flush = true;
+    if (config_.pcid) {
+      index = find_slot(me, &context);
+      if (index != kNoSlot) {
+        flush = me.slots[index].generation != generation && config_.policy != ShootdownPolicy::UnsafeActiveOnly;
+      }
     }
-    u32 index = find_slot(me, &context);
-    bool flush = false;
-    if (index == kNoSlot) {
-      index = me.next_victim;
-      me.next_victim = (me.next_victim + 1) % kPcidSlots;
-      me.slots[index].context = &context;
-      flush = true;
-    } else {
-      flush = me.slots[index].generation != generation && config_.policy != ShootdownPolicy::UnsafeActiveOnly;
-    }
-    me.slots[index].generation = generation;
+    const bool new_slot = config_.pcid && index == kNoSlot;
+    if (new_slot) index = me.next_victim;
+    platform_.load_address_space(root, config_.pcid ? pcid_of(index) : Pcid{0}, flush ? CrFlush::Yes : CrFlush::No);
+    if (me.current != &context && me.current != nullptr) clear_bit(me.current->active, self);
+    me.current = &context;
     me.slot = index;
-    platform_.load_address_space(root, pcid_of(index), flush ? CrFlush::Yes : CrFlush::No);
+    if (config_.pcid) {
+      if (new_slot) {
+        me.next_victim = (me.next_victim + 1) % kPcidSlots;
+        me.slots[index].context = &context;
+      }
+      me.slots[index].generation = generation;
+    }
     return true;
   }
 
@@ -345,12 +351,13 @@ class TlbCoherence {
 
   PerCpu& mine() { return cpus_[platform_.current_cpu()]; }
 
-  // The calling CPU runs no user space any more: the idle root, PCID 0.
+  // The calling CPU runs no user space any more: the idle root, PCID 0
+  // (loaded first, as in switch_to: until then its entries are its space's).
   void leave_locked(PerCpu& me, CpuId self) {
+    platform_.load_address_space(idle_root_, Pcid{0}, CrFlush::Yes);
     if (me.current != nullptr) clear_bit(me.current->active, self);
     me.current = nullptr;
     me.slot = kNoSlot;
-    platform_.load_address_space(idle_root_, Pcid{0}, CrFlush::Yes);
   }
 
   // One request's invalidations on the calling CPU.
