@@ -12,6 +12,7 @@
 #include "emu/cli/schedule_file.hpp"
 #include "emu/fuzz/generator.hpp"
 #include "emu/machine/emu_platform.hpp"
+#include "emu/runner/run_workspace.hpp"
 #include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/parser.hpp"
 #include "emu/scenario/printer.hpp"
@@ -98,7 +99,8 @@ class Campaign {
   }
 
   void work() {
-    while (const std::optional<std::uint64_t> index = next_case()) run_case(*index);
+    emu::RunWorkspace workspace;  // this worker's machine, restarted for each run that fits it
+    while (const std::optional<std::uint64_t> index = next_case()) run_case(*index, workspace);
     std::lock_guard<std::mutex> guard(mutex_);
     if (++workers_done_ == (options_.jobs == 0 ? 1 : options_.jobs)) {
       finished_.store(true);
@@ -112,7 +114,7 @@ class Campaign {
     return g;
   }
 
-  RunOutcome run_one(const scenario::Scenario& s, std::uint64_t seed) {
+  RunOutcome run_one(const scenario::Scenario& s, std::uint64_t seed, emu::RunWorkspace& workspace) {
     emu::RunOptions run;
     run.seed = seed;
     run.strategy = run_strategy(seed);
@@ -120,8 +122,9 @@ class Campaign {
     run.shootdown = options_.shootdown;
     run.allow_unsafe = options_.allow_unsafe;
     run.inject = options_.inject;
+    run.workspace = &workspace;
     emu::RunResult r = emu::run_scenario(s, run);
-    emu::cpu_context = emu::CpuContext{};  // no stale Machine pointer outlives the run
+    emu::cpu_context = emu::CpuContext{};  // no CPU of this thread runs between runs
     {
       std::lock_guard<std::mutex> guard(mutex_);
       ++runs_;
@@ -129,7 +132,7 @@ class Campaign {
     return RunOutcome{r.exit_code, std::move(r.report), std::move(r.schedule)};
   }
 
-  void run_case(std::uint64_t index) {
+  void run_case(std::uint64_t index, emu::RunWorkspace& workspace) {
     const std::uint64_t seed = case_seed(options_.seed, index);
     ChoiceStream choices = ChoiceStream::recording(seed);
     const GeneratedCase generated = generate_case(choices, generator_options());
@@ -142,7 +145,7 @@ class Campaign {
     }
     const scenario::Scenario s = std::move(parsed).scenario();
     for (std::uint64_t run_seed = 1; run_seed <= options_.seeds_per_case; ++run_seed) {
-      const RunOutcome outcome = run_one(s, run_seed);
+      const RunOutcome outcome = run_one(s, run_seed, workspace);
       if (outcome.exit_code == 0) continue;
       if (outcome.exit_code != 1) {
         std::lock_guard<std::mutex> guard(mutex_);
@@ -171,7 +174,7 @@ class Campaign {
         result_.failures.push_back(f);
         slot = it->second;
       }
-      Failure shrunk = shrink_failure(choices.used(), run_seed, signature);
+      Failure shrunk = shrink_failure(choices.used(), run_seed, signature, workspace);
       std::lock_guard<std::mutex> guard(mutex_);
       Failure& f = result_.failures[slot];
       f.file = shrunk.file;
@@ -188,14 +191,15 @@ class Campaign {
   }
 
   // Shrinks, then writes the case and its record (with --out).
-  Failure shrink_failure(const std::vector<std::uint64_t>& choices, std::uint64_t run_seed, const std::string& signature) {
+  Failure shrink_failure(const std::vector<std::uint64_t>& choices, std::uint64_t run_seed, const std::string& signature,
+                         emu::RunWorkspace& workspace) {
     constexpr std::uint64_t kSeedsPerCandidate = 24;
     const StillFails still_fails = [&](const scenario::Scenario& candidate, std::uint64_t hint) -> std::optional<std::uint64_t> {
-      const RunOutcome first = run_one(candidate, hint);
+      const RunOutcome first = run_one(candidate, hint, workspace);
       if (first.exit_code == 1 && failure_signature(first.report) == signature) return hint;
       for (std::uint64_t seed = 1; seed <= kSeedsPerCandidate; ++seed) {
         if (seed == hint) continue;
-        const RunOutcome outcome = run_one(candidate, seed);
+        const RunOutcome outcome = run_one(candidate, seed, workspace);
         if (outcome.exit_code == 1 && failure_signature(outcome.report) == signature) return seed;
       }
       return std::nullopt;
@@ -220,11 +224,12 @@ class Campaign {
                                   options_.seed, hooks_.program, flags);
       return out;
     }
-    write_case(shrunk, signature, flags, out);
+    write_case(shrunk, signature, flags, out, workspace);
     return out;
   }
 
-  void write_case(const ShrinkResult& shrunk, const std::string& signature, const std::string& flags, Failure& out) {
+  void write_case(const ShrinkResult& shrunk, const std::string& signature, const std::string& flags, Failure& out,
+                  emu::RunWorkspace& workspace) {
     Failure first;
     {
       std::lock_guard<std::mutex> guard(mutex_);
@@ -255,7 +260,7 @@ class Campaign {
     // The record: the shrunk case's failing run, against the file as written.
     scenario::ParseResult parsed = scenario::parse_scenario(text, out.file);
     if (!parsed.ok()) return;
-    const RunOutcome again = run_one(parsed.scenario(), shrunk.seed);
+    const RunOutcome again = run_one(parsed.scenario(), shrunk.seed, workspace);
     emu::ScheduleRecord record;
     record.scenario = out.file;
     record.scenario_hash = emu::scenario_text_hash(text);

@@ -5,6 +5,12 @@
 // geometry, optional paging-structure caches, and the page walker of
 // emu/hw/page_walk.hpp reading the page tables out of RAM.
 //
+// A machine can run many times (restart(), for RunWorkspace): what is built
+// for its shape (the RAM mapping, the frame records' storage, the CPUs with
+// their TLB arrays, the oracle's tables) stays; what a run changes is put
+// back (see restart() for how), so that a restarted machine and a new one
+// behave alike in everything a run can observe.
+//
 // An access (access()) is what one instruction's memory operand does: a TLB
 // lookup, on a miss a page walk (whose loads and A/D updates are scheduling
 // points), on a fault the #PF delivered to the core's fault handler
@@ -12,10 +18,12 @@
 // load or store. Every step is a trace event.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +60,19 @@ struct MachineConfig {
   InjectionSpec inject;  // --inject (fault_injection.hpp), seeded with schedule.seed
 };
 
+// What a machine's lasting storage is built for. A run whose configuration
+// has the same shape can restart a machine (Machine::restart); the rest of a
+// configuration (PCID, paging-structure caches, the allocator, the shootdown
+// policy, the schedule, the injections) is set up anew for every run.
+struct MachineShape {
+  std::uint32_t cpus = 1;
+  std::uint64_t ram_bytes = 0;
+  std::string tlb_preset;
+
+  static MachineShape of(const MachineConfig& config) { return {config.cpus, config.ram_bytes, config.tlb_preset}; }
+  bool operator==(const MachineShape&) const = default;
+};
+
 using EmuSpace = mm::AddressSpace<EmuPlatform>;
 using EmuMemory = mm::PhysicalMemory<EmuPlatform>;
 using EmuVm = mm::VmSystem<EmuPlatform>;
@@ -82,11 +103,46 @@ class Machine {
   // describes (an unknown TLB preset, too little RAM), or get the host's
   // memory for its RAM (a `--ram file:PATH` that cannot be made).
   enum class Failure : std::uint8_t { Machine, HostRam };
+  // A machine ready for a run of `config` that emits to `trace`. On `ram`
+  // when one is given: an anonymous RAM of config.ram_bytes that
+  // take_clean_ram() gave up (config.ram is then not used); else on a new
+  // RAM as config.ram says.
   static std::unique_ptr<Machine> create(const MachineConfig& config, Trace& trace, std::string& error,
-                                         Failure* failure = nullptr);
+                                         Failure* failure = nullptr, std::unique_ptr<Ram> ram = nullptr);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
+
+  // Whether restart() can take a run of `config`: the same shape, on an
+  // anonymous RAM (a named RAM is for `pagelab inspect`: each run gets its own).
+  bool can_restart(const MachineConfig& config) const;
+  // Makes a machine that ran (or not) ready for a run of `config`, whose
+  // shape must be this machine's, that emits to `trace`: as create() leaves
+  // a new machine, in everything a run can observe. Between the calls the
+  // machine may have run anything, passed or failed, and need not have been
+  // cleaned up: restart() ends the last run first (end_run()). What stays:
+  // the RAM mapping (its frames keep what the last run wrote: the core zeroes
+  // or overwrites every frame it hands out before anyone reads it, so only
+  // the device window, which the core never hands out, and the header's
+  // space records are cleared: the window's pages that were touched, each
+  // noted by ram_at()), the frame records' storage, the CPUs (each TLB and
+  // paging-structure cache emptied as a new one is, hw::Tlb::reset()) and the
+  // oracle's tables (Oracle::reset()). What is rebuilt in place: the frame
+  // table, the allocator (seeded again from the memory map), the physical
+  // memory manager, the VM system, the injector and the scheduler. False,
+  // with `error`, only where create() would fail for `config` too.
+  bool restart(const MachineConfig& config, Trace& trace, std::string& error);
+  // Ends the run: every space destroyed, the core's objects shut down and
+  // gone, and nothing told of it (no trace event, no oracle check, no
+  // injector count: the run's verdict is in). The machine can then only be
+  // restarted or destroyed. restart() and the destructor call it.
+  void end_run();
+  // Points the machine at another trace (RunWorkspace keeps a machine
+  // pointed at a trace of its own between runs, never at a finished run's).
+  void set_trace(Trace& trace) { trace_ = &trace; }
+  // Ends the run and gives up the RAM, clean (the device window zero, no
+  // space recorded), for a machine of another shape with the same RAM size.
+  std::unique_ptr<Ram> take_clean_ram();
 
   // Address spaces by name.
   mm::Status create_space(const std::string& name);
@@ -124,10 +180,15 @@ class Machine {
   EmuCpu& cpu(std::uint32_t id) { return *cpus_[id]; }
   EmuCpu& current() { return *cpus_[cpu_context.cpu]; }
   std::uint32_t cpu_count() const { return static_cast<std::uint32_t>(cpus_.size()); }
-  std::byte* ram_at(std::uint64_t physical) const;
+  // The byte at a physical address. Notes a page of the device window as
+  // touched (for restart(), which zeroes only those).
+  std::byte* ram_at(std::uint64_t physical) const {
+    if (physical >= window_start_) [[unlikely]] note_window_page(physical);
+    return ram_->frames() + physical;
+  }
   std::uint64_t ram_bytes() const { return ram_->bytes(); }
   Scheduler& scheduler() { return *scheduler_; }
-  Trace& trace() { return trace_; }
+  Trace& trace() { return *trace_; }
   EmuMemory& memory() { return *memory_; }
   EmuVm& vm() { return *vm_; }
   FaultInjector& injector() { return *injector_; }
@@ -137,30 +198,50 @@ class Machine {
  private:
   Machine(const MachineConfig& config, Trace& trace);
 
+  // The per-run parts, built from config_ (create and restart): the frame
+  // table and its allocator, seeded; the physical memory manager; the
+  // oracle; the VM system; the injector; the scheduler; the CPUs' registers.
+  bool start_run(std::string& error);
+  // Zeroes the device window's touched pages and the header's space records.
+  void clean_ram();
+  void note_window_page(std::uint64_t physical) const;
+  // The oracle, unless the run is being ended (end_run(): nobody is told).
+  Oracle* judging_oracle() { return ending_ ? nullptr : oracle_.get(); }
+
   struct Space {
     std::unique_ptr<EmuSpace> space;
   };
 
-  const MachineConfig config_;
-  Trace& trace_;
+  MachineConfig config_;
+  Trace* trace_;
   std::unique_ptr<Ram> ram_;
+  // The device window's first byte, and its pages touched since the last
+  // clean_ram() (a bit per 4 KiB page; the window is at most 4 MiB).
+  std::uint64_t window_start_ = ~std::uint64_t{0};
+  static constexpr std::size_t kWindowWords = (std::size_t{4} << 20) / 4096 / 64;
+  mutable std::array<std::atomic<std::uint64_t>, kWindowWords> window_touched_{};
   EmuPlatform platform_;
   std::vector<mm::Frame> frame_records_;
-  std::unique_ptr<mm::FrameTable> table_;
+  // The core's objects of one run, built in place (a run builds them all
+  // again: the core has no way to put one back as it was).
+  std::optional<mm::FrameTable> table_;
   std::vector<std::uint64_t> bitmap_words_;
-  std::unique_ptr<mm::BuddyAllocator> buddy_;
-  std::unique_ptr<mm::BitmapAllocator> bitmap_;
-  std::unique_ptr<mm::FreeStackAllocator> stack_;
+  std::optional<mm::BuddyAllocator> buddy_;
+  std::optional<mm::BitmapAllocator> bitmap_;
+  std::optional<mm::FreeStackAllocator> stack_;
   mm::FrameAllocator* allocator_ = nullptr;
-  std::unique_ptr<EmuMemory> memory_;
-  std::unique_ptr<EmuVm> vm_;
+  std::optional<EmuMemory> memory_;
+  std::optional<EmuVm> vm_;
   std::unique_ptr<FaultInjector> injector_;  // always there: it counts allocations even with nothing to inject
   std::vector<std::unique_ptr<EmuCpu>> cpus_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<Oracle> oracle_;
+  std::unique_ptr<Oracle> oracle_;  // deterministic runs; kept (reset) across runs
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
   std::atomic<std::uint64_t> step_{0};
+  // Set while end_run() takes the run down (no CPU runs): nothing is
+  // emitted, counted or judged then.
+  bool ending_ = false;
 };
 
 }  // namespace pagelab::emu
