@@ -9,14 +9,14 @@
 // caches).
 //
 // BM_Fuzz_Reuse is what the campaign does: the worker's RunWorkspace
-// restarts the last run's machine when the next has its shape, and rebuilds
-// it (on a kept RAM of its size when it has one) when not. BM_Fuzz builds
-// and tears down a machine for every run, for comparison.
+// restarts the last run's machine for the next, exchanging its RAM and CPUs
+// for kept ones when the next has another shape. BM_Fuzz builds and tears
+// down a machine for every run, for comparison.
 //
 // Items are cases. Counters: runs_per_second; host_minor_faults_per_run
 // (getrusage RUSAGE_THREAD, building included); reset_ns, the mean time of
-// a Machine::restart(); rebuilds_per_case, how often a case's machine had
-// another shape than the one before.
+// a Machine::restart(); reshapes_per_case, how often a case's machine had
+// another shape than the one before (its RAM or CPUs exchanged).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -76,8 +76,8 @@ void fuzz_cases(benchmark::State& state, bool reuse) {
     const emu::RunWorkspace::Stats& after = workspace.stats();
     state.counters["reset_ns"] = static_cast<double>(after.restart_ns - before.restart_ns) /
                                  static_cast<double>(std::max<std::uint64_t>(1, after.restarts - before.restarts));
-    state.counters["rebuilds_per_case"] =
-        static_cast<double>(after.builds - before.builds) / static_cast<double>(state.iterations());
+    state.counters["reshapes_per_case"] =
+        static_cast<double>(after.reshapes - before.reshapes) / static_cast<double>(state.iterations());
   }
 }
 

@@ -1,5 +1,6 @@
 #include "emu/machine/machine.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -22,50 +23,97 @@ Machine::Machine(const MachineConfig& config, Trace& trace) : config_(config), t
 
 Machine::~Machine() { end_run(); }
 
-std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure,
-                                         std::unique_ptr<Ram> ram) {
-  if (failure != nullptr) *failure = Failure::Machine;
-  const hw::NamedTlbGeometry named = hw::tlb_geometry_named(config.tlb_preset);
+std::optional<hw::TlbGeometry> Machine::check(const MachineConfig& config, std::string& error) {
+  hw::NamedTlbGeometry named = hw::tlb_geometry_named(config.tlb_preset);
   if (!named.ok()) {
     error = named.error;
-    return nullptr;
+    return std::nullopt;
   }
   if (config.cpus == 0 || config.cpus > mm::kMaxCpus) {
     error = "a machine has 1 to 64 CPUs";
-    return nullptr;
+    return std::nullopt;
   }
+  return std::move(named.geometry);
+}
+
+std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure) {
+  if (failure != nullptr) *failure = Failure::Machine;
+  const std::optional<hw::TlbGeometry> geometry = check(config, error);
+  if (!geometry) return nullptr;
   std::unique_ptr<Machine> m(new Machine(config, trace));
-  m->ram_ = ram ? std::move(ram) : Ram::create(config.ram, config.ram_bytes, error);
-  if (!m->ram_) {
-    if (failure != nullptr) *failure = Failure::HostRam;
-    return nullptr;
-  }
-  m->ram_->header().cpus = config.cpus;
-  if (device_window_bytes(config.ram_bytes) != 0) m->window_start_ = device_window_start(config.ram_bytes);
-  m->frame_records_ = std::vector<mm::Frame>(config.ram_bytes / mm::kPageSize);
-  for (std::uint32_t i = 0; i < config.cpus; ++i) {
-    auto cpu = std::make_unique<EmuCpu>(named.geometry);
-    cpu->id = i;
-    m->cpus_.push_back(std::move(cpu));
-  }
-  if (!m->start_run(error)) return nullptr;
+  if (!m->fit(*geometry, error, failure) || !m->start_run(error)) return nullptr;
   return m;
 }
 
 bool Machine::can_restart(const MachineConfig& config) const {
-  return MachineShape::of(config) == MachineShape::of(config_) && config.ram.kind == RamSpec::Kind::Anonymous &&
-         config_.ram.kind == RamSpec::Kind::Anonymous;
+  return config.ram.kind == RamSpec::Kind::Anonymous && config_.ram.kind == RamSpec::Kind::Anonymous;
 }
 
-bool Machine::restart(const MachineConfig& config, Trace& trace, std::string& error) {
-  if (!can_restart(config)) MM_PANIC("Machine::restart: a configuration of another shape", config.cpus);
+bool Machine::restart(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure) {
+  if (!can_restart(config)) MM_PANIC("Machine::restart: a named RAM is each run's own", config.cpus);
+  if (failure != nullptr) *failure = Failure::Machine;
+  const std::optional<hw::TlbGeometry> geometry = check(config, error);
+  if (!geometry) return false;
   end_run();
   clean_ram();
-  for (const std::unique_ptr<EmuCpu>& cpu : cpus_) cpu->tlb.reset();  // (the rest of a CPU: start_run)
   step_.store(0, std::memory_order_relaxed);
   config_ = config;
   trace_ = &trace;
-  return start_run(error);
+  return fit(*geometry, error, failure) && start_run(error);
+}
+
+bool Machine::fit(const hw::TlbGeometry& geometry, std::string& error, Failure* failure) {
+  const MachineConfig& config = config_;
+  if (!ram_ || ram_->bytes() != config.ram_bytes) {
+    // A kept RAM of this size (clean), or a new one; this one is kept.
+    std::unique_ptr<Ram> ram;
+    const auto kept = std::find_if(kept_rams_.begin(), kept_rams_.end(),
+                                   [&](const std::unique_ptr<Ram>& r) { return r->bytes() == config.ram_bytes; });
+    if (kept != kept_rams_.end()) {
+      ram = std::move(*kept);
+      kept_rams_.erase(kept);
+    } else {
+      ram = Ram::create(config.ram, config.ram_bytes, error);
+      if (!ram) {
+        if (failure != nullptr) *failure = Failure::HostRam;
+        return false;
+      }
+    }
+    if (ram_) {
+      if (kept_rams_.size() == kKeptRams) kept_rams_.erase(kept_rams_.begin());
+      kept_rams_.push_back(std::move(ram_));  // (cleaned by restart())
+    }
+    ram_ = std::move(ram);
+    const std::uint64_t window = device_window_bytes(config.ram_bytes);
+    window_start_ = window != 0 ? device_window_start(config.ram_bytes) : ~std::uint64_t{0};
+  }
+  ram_->header().cpus = config.cpus;
+  const std::size_t frames = config.ram_bytes / mm::kPageSize;
+  if (frame_records_.size() < frames) frame_records_ = std::vector<mm::Frame>(frames);
+  if (cpus_preset_ != config.tlb_preset) {
+    std::vector<std::unique_ptr<EmuCpu>>& aside = spare_cpus_[cpus_preset_];
+    for (std::unique_ptr<EmuCpu>& cpu : cpus_) aside.push_back(std::move(cpu));
+    cpus_.clear();
+    cpus_preset_ = config.tlb_preset;
+  }
+  std::vector<std::unique_ptr<EmuCpu>>& spares = spare_cpus_[cpus_preset_];
+  while (cpus_.size() > config.cpus) {
+    spares.push_back(std::move(cpus_.back()));
+    cpus_.pop_back();
+  }
+  while (cpus_.size() < config.cpus) {
+    if (spares.empty()) {
+      cpus_.push_back(std::make_unique<EmuCpu>(geometry));
+    } else {
+      cpus_.push_back(std::move(spares.back()));
+      spares.pop_back();
+    }
+  }
+  for (std::uint32_t i = 0; i < config.cpus; ++i) {
+    cpus_[i]->id = i;
+    cpus_[i]->tlb.reset();  // (a new or set-aside CPU's is empty already: a quick look)
+  }
+  return true;
 }
 
 bool Machine::start_run(std::string& error) {
@@ -83,8 +131,8 @@ bool Machine::start_run(std::string& error) {
     error = "the machine has no usable RAM above 1 MiB: give it more";
     return false;
   }
-  const mm::FrameCount frames = frame_records_.size();
-  table_.emplace(mm::Pfn(0), mm::Span<mm::Frame>(frame_records_.data(), frame_records_.size()));
+  const mm::FrameCount frames = config.ram_bytes / mm::kPageSize;
+  table_.emplace(mm::Pfn(0), mm::Span<mm::Frame>(frame_records_.data(), frames));
   switch (config.allocator) {
     case AllocatorKind::Buddy:
       allocator_ = &buddy_.emplace(*table_);
@@ -126,7 +174,7 @@ bool Machine::start_run(std::string& error) {
   if (!config.schedule.deterministic) {
     oracle_.reset();
   } else if (oracle_) {
-    oracle_->reset();
+    oracle_->reset(frames);
   } else {
     oracle_ = std::make_unique<Oracle>(*this, frames);
   }
@@ -185,12 +233,6 @@ void Machine::end_run() {
   ending_ = false;
   // No pointer to this machine outlives it (this thread's, at least).
   cpu_context = caller.machine == this ? CpuContext{} : caller;
-}
-
-std::unique_ptr<Ram> Machine::take_clean_ram() {
-  end_run();
-  clean_ram();
-  return std::move(ram_);
 }
 
 void Machine::clean_ram() {

@@ -60,10 +60,12 @@ struct MachineConfig {
   InjectionSpec inject;  // --inject (fault_injection.hpp), seeded with schedule.seed
 };
 
-// What a machine's lasting storage is built for. A run whose configuration
-// has the same shape can restart a machine (Machine::restart); the rest of a
-// configuration (PCID, paging-structure caches, the allocator, the shootdown
-// policy, the schedule, the injections) is set up anew for every run.
+// The parts of a configuration that decide what a machine's storage is
+// built for (its RAM, its frame records, its CPUs' TLB arrays). A restart
+// into another shape swaps those parts for ones that fit (Machine::restart);
+// the rest of a configuration (PCID, paging-structure caches, the
+// allocator, the shootdown policy, the schedule, the injections) is set up
+// anew for every run anyway.
 struct MachineShape {
   std::uint32_t cpus = 1;
   std::uint64_t ram_bytes = 0;
@@ -103,35 +105,40 @@ class Machine {
   // describes (an unknown TLB preset, too little RAM), or get the host's
   // memory for its RAM (a `--ram file:PATH` that cannot be made).
   enum class Failure : std::uint8_t { Machine, HostRam };
-  // A machine ready for a run of `config` that emits to `trace`. On `ram`
-  // when one is given: an anonymous RAM of config.ram_bytes that
-  // take_clean_ram() gave up (config.ram is then not used); else on a new
-  // RAM as config.ram says.
+  // A machine ready for a run of `config` that emits to `trace`.
   static std::unique_ptr<Machine> create(const MachineConfig& config, Trace& trace, std::string& error,
-                                         Failure* failure = nullptr, std::unique_ptr<Ram> ram = nullptr);
+                                         Failure* failure = nullptr);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
 
-  // Whether restart() can take a run of `config`: the same shape, on an
-  // anonymous RAM (a named RAM is for `pagelab inspect`: each run gets its own).
+  // Whether restart() can take a run of `config`: both on an anonymous RAM
+  // (a named RAM is for `pagelab inspect`: each run gets a machine of its own).
   bool can_restart(const MachineConfig& config) const;
-  // Makes a machine that ran (or not) ready for a run of `config`, whose
-  // shape must be this machine's, that emits to `trace`: as create() leaves
-  // a new machine, in everything a run can observe. Between the calls the
-  // machine may have run anything, passed or failed, and need not have been
-  // cleaned up: restart() ends the last run first (end_run()). What stays:
-  // the RAM mapping (its frames keep what the last run wrote: the core zeroes
-  // or overwrites every frame it hands out before anyone reads it, so only
-  // the device window, which the core never hands out, and the header's
-  // space records are cleared: the window's pages that were touched, each
-  // noted by ram_at()), the frame records' storage, the CPUs (each TLB and
-  // paging-structure cache emptied as a new one is, hw::Tlb::reset()) and the
-  // oracle's tables (Oracle::reset()). What is rebuilt in place: the frame
+  // Makes a machine that ran (or not) ready for a run of `config`, of any
+  // shape, that emits to `trace`: as create() leaves a new machine, in
+  // everything a run can observe. Between the calls the machine may have run
+  // anything, passed or failed, and need not have been cleaned up: restart()
+  // ends the last run first (end_run()).
+  //
+  // What stays: the RAM mapping, whose frames keep what the last run wrote
+  // (the core zeroes or overwrites every frame it hands out before anyone
+  // reads it), but for the device window, which the core never hands out
+  // (its pages that were touched, each noted by ram_at(), are zeroed), and
+  // the header's space records (cleared); the frame records' storage; the
+  // CPUs, each TLB emptied as a new one is (hw::Tlb::reset()); the oracle's
+  // tables (Oracle::reset()). For another shape, the RAM is exchanged for a
+  // kept one of the new size (RAMs of other sizes are kept, clean, at most
+  // kKeptRams) or a new one, and CPUs of another TLB preset are set aside
+  // for a later run and taken back from there. Rebuilt in place: the frame
   // table, the allocator (seeded again from the memory map), the physical
-  // memory manager, the VM system, the injector and the scheduler. False,
-  // with `error`, only where create() would fail for `config` too.
-  bool restart(const MachineConfig& config, Trace& trace, std::string& error);
+  // memory manager, the VM system, the injector, the scheduler, the CPUs'
+  // registers and paging-structure caches.
+  //
+  // False, with `error` and `failure`, where create() would fail for
+  // `config` too (nothing is changed then) or a new RAM cannot be mapped
+  // (the machine can then only be destroyed).
+  bool restart(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure = nullptr);
   // Ends the run: every space destroyed, the core's objects shut down and
   // gone, and nothing told of it (no trace event, no oracle check, no
   // injector count: the run's verdict is in). The machine can then only be
@@ -140,9 +147,6 @@ class Machine {
   // Points the machine at another trace (RunWorkspace keeps a machine
   // pointed at a trace of its own between runs, never at a finished run's).
   void set_trace(Trace& trace) { trace_ = &trace; }
-  // Ends the run and gives up the RAM, clean (the device window zero, no
-  // space recorded), for a machine of another shape with the same RAM size.
-  std::unique_ptr<Ram> take_clean_ram();
 
   // Address spaces by name.
   mm::Status create_space(const std::string& name);
@@ -198,6 +202,15 @@ class Machine {
  private:
   Machine(const MachineConfig& config, Trace& trace);
 
+  // RAMs of other sizes kept for later runs (restart()), at most this many.
+  static constexpr std::size_t kKeptRams = 3;
+
+  // What create() checks of a configuration; the TLB geometry it names.
+  static std::optional<hw::TlbGeometry> check(const MachineConfig& config, std::string& error);
+  // The storage config_'s shape needs: the RAM (a kept one or a new one),
+  // the frame records, the CPUs (set aside or taken back by TLB preset, or
+  // new ones of `geometry`), each TLB empty.
+  bool fit(const hw::TlbGeometry& geometry, std::string& error, Failure* failure);
   // The per-run parts, built from config_ (create and restart): the frame
   // table and its allocator, seeded; the physical memory manager; the
   // oracle; the VM system; the injector; the scheduler; the CPUs' registers.
@@ -215,13 +228,14 @@ class Machine {
   MachineConfig config_;
   Trace* trace_;
   std::unique_ptr<Ram> ram_;
+  std::vector<std::unique_ptr<Ram>> kept_rams_;  // clean, of other sizes, least recently used first
   // The device window's first byte, and its pages touched since the last
   // clean_ram() (a bit per 4 KiB page; the window is at most 4 MiB).
   std::uint64_t window_start_ = ~std::uint64_t{0};
   static constexpr std::size_t kWindowWords = (std::size_t{4} << 20) / 4096 / 64;
   mutable std::array<std::atomic<std::uint64_t>, kWindowWords> window_touched_{};
   EmuPlatform platform_;
-  std::vector<mm::Frame> frame_records_;
+  std::vector<mm::Frame> frame_records_;  // as many as the largest RAM yet needed; the table uses a prefix
   // The core's objects of one run, built in place (a run builds them all
   // again: the core has no way to put one back as it was).
   std::optional<mm::FrameTable> table_;
@@ -234,6 +248,8 @@ class Machine {
   std::optional<EmuVm> vm_;
   std::unique_ptr<FaultInjector> injector_;  // always there: it counts allocations even with nothing to inject
   std::vector<std::unique_ptr<EmuCpu>> cpus_;
+  std::string cpus_preset_;  // the TLB preset cpus_ are built for
+  std::map<std::string, std::vector<std::unique_ptr<EmuCpu>>> spare_cpus_;  // by TLB preset, TLBs empty
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Oracle> oracle_;  // deterministic runs; kept (reset) across runs
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode

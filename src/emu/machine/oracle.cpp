@@ -69,8 +69,8 @@ std::string large_entry(const hw::TlbEntry& entry) {
 
 }  // namespace
 
-void Oracle::reset() {
-  allocated_.assign(allocated_.size(), false);
+void Oracle::reset(std::uint64_t frames) {
+  allocated_.assign(frames, false);
   for (TlbCopy& copy : copies_) {
     copy.version = ~std::uint64_t{0};
     copy.entries.clear();

@@ -1,6 +1,5 @@
 #include "emu/runner/run_workspace.hpp"
 
-#include <algorithm>
 #include <chrono>
 
 #include "mm/base/panic.hpp"
@@ -34,33 +33,19 @@ Machine* RunWorkspace::machine_for(const MachineConfig& config, Trace& trace, st
   if (config.ram.kind != RamSpec::Kind::Anonymous) MM_PANIC("RunWorkspace: a named RAM is each run's own", 0);
   ++stats_.runs;
   const auto start = std::chrono::steady_clock::now();
-  if (machine_ && machine_->can_restart(config)) {
-    const bool ready = machine_->restart(config, trace, error);
+  if (machine_) {
+    const bool reshaped = !(MachineShape::of(machine_->config()) == MachineShape::of(config));
+    const bool ready = machine_->restart(config, trace, error, failure);
     stats_.restart_ns += nanoseconds_since(start);
     ++stats_.restarts;
-    if (!ready) {
-      // As create() would have failed: no machine is kept half-built.
-      if (failure != nullptr) *failure = Machine::Failure::Machine;
-      machine_.reset();
-      return nullptr;
-    }
-    return machine_.get();
-  }
-  // Another shape: this machine's RAM is kept for a later one of its size.
-  if (machine_) {
-    if (kept_rams_.size() == kKeptRams) kept_rams_.erase(kept_rams_.begin());  // the least recently kept
-    kept_rams_.push_back(machine_->take_clean_ram());
+    stats_.reshapes += reshaped ? 1 : 0;
+    if (ready) return machine_.get();
+    // As create() would have failed (or the host has no memory for a RAM):
+    // no machine is kept that did not start.
     machine_.reset();
+    return nullptr;
   }
-  std::unique_ptr<Ram> ram;
-  const auto fits = std::find_if(kept_rams_.begin(), kept_rams_.end(),
-                                 [&](const std::unique_ptr<Ram>& r) { return r->bytes() == config.ram_bytes; });
-  if (fits != kept_rams_.end()) {
-    ram = std::move(*fits);
-    kept_rams_.erase(fits);
-    ++stats_.kept_rams;
-  }
-  machine_ = Machine::create(config, trace, error, failure, std::move(ram));
+  machine_ = Machine::create(config, trace, error, failure);
   stats_.build_ns += nanoseconds_since(start);
   ++stats_.builds;
   return machine_.get();

@@ -1,12 +1,12 @@
 // RunWorkspace: what one worker (an explore or fuzz thread) keeps from run to
-// run, so that a run costs the run and not the building of a machine: the
-// machine of the last run, restarted when the next run's machine has its
-// shape (Machine::restart: the RAM mapping, the frame records, the TLB
-// arrays, the oracle's tables and the fiber stacks stay; what the run
-// changed is put back) and rebuilt when not; the RAM of a machine rebuilt
-// away from, kept by size for a later machine of that size; and a trace
-// that is off, for the runs that write none. Once warm, a run makes no host
-// mmap or munmap and takes no host page fault for its machine.
+// run, so that a run costs the run and not the building of a machine: one
+// machine, restarted for every run (Machine::restart: the RAM mapping, the
+// frame records, the TLB arrays, the oracle's tables and the fiber stacks
+// stay; what the run changed is put back; for a machine of another shape the
+// RAM and the CPUs are exchanged for kept ones that fit, when the machine has
+// them), and a trace that is off, for the runs that write none. Once warm, a
+// run makes no host mmap or munmap and takes no host page fault for its
+// machine.
 //
 // A run on a workspace gives the same result, report, trace and schedule,
 // byte for byte, as the same run on a machine of its own
@@ -20,10 +20,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "emu/machine/machine.hpp"
-#include "emu/ram/ram.hpp"
 #include "emu/trace/trace.hpp"
 
 namespace pagelab::emu {
@@ -32,9 +30,9 @@ class RunWorkspace {
  public:
   struct Stats {
     std::uint64_t runs = 0;        // machines handed out by machine_for()
-    std::uint64_t restarts = 0;    // ... restarted (same shape as the last run's)
-    std::uint64_t builds = 0;      // ... built (the first run, or another shape)
-    std::uint64_t kept_rams = 0;   // builds that took a kept RAM instead of mapping one
+    std::uint64_t builds = 0;      // ... built (the first run, or after a machine that could not be restarted)
+    std::uint64_t restarts = 0;    // ... restarted
+    std::uint64_t reshapes = 0;    // ... of which into another shape (MachineShape)
     std::uint64_t restart_ns = 0;  // host time in Machine::restart(), all restarts together
     std::uint64_t build_ns = 0;    // host time building machines
   };
@@ -60,12 +58,7 @@ class RunWorkspace {
   const Stats& stats() const { return stats_; }
 
  private:
-  // RAMs kept for later machines, at most this many (one per size in
-  // practice: the generator's cases have three).
-  static constexpr std::size_t kKeptRams = 3;
-
   std::unique_ptr<Trace> trace_;  // declared first: the machine points at it until its end
-  std::vector<std::unique_ptr<Ram>> kept_rams_;
   std::unique_ptr<Machine> machine_;
   Stats stats_;
 };
