@@ -84,19 +84,21 @@ bool Machine::fit(const hw::TlbGeometry& geometry, std::string& error, Failure* 
       kept_rams_.push_back(std::move(ram_));  // (cleaned by restart())
     }
     ram_ = std::move(ram);
-    const std::uint64_t window = device_window_bytes(config.ram_bytes);
-    window_start_ = window != 0 ? device_window_start(config.ram_bytes) : ~std::uint64_t{0};
+    window_pages_ = device_window_bytes(config.ram_bytes) / mm::kPageSize;
+    window_start_ = window_pages_ != 0 ? device_window_start(config.ram_bytes) : ~std::uint64_t{0};
   }
   ram_->header().cpus = config.cpus;
   const std::size_t frames = config.ram_bytes / mm::kPageSize;
   if (frame_records_.size() < frames) frame_records_ = std::vector<mm::Frame>(frames);
   if (cpus_preset_ != config.tlb_preset) {
-    std::vector<std::unique_ptr<EmuCpu>>& aside = spare_cpus_[cpus_preset_];
-    for (std::unique_ptr<EmuCpu>& cpu : cpus_) aside.push_back(std::move(cpu));
-    cpus_.clear();
+    if (!cpus_.empty()) {
+      std::vector<std::unique_ptr<EmuCpu>>& aside = spare_cpus(cpus_preset_);
+      for (std::unique_ptr<EmuCpu>& cpu : cpus_) aside.push_back(std::move(cpu));
+      cpus_.clear();
+    }
     cpus_preset_ = config.tlb_preset;
   }
-  std::vector<std::unique_ptr<EmuCpu>>& spares = spare_cpus_[cpus_preset_];
+  std::vector<std::unique_ptr<EmuCpu>>& spares = spare_cpus(cpus_preset_);
   while (cpus_.size() > config.cpus) {
     spares.push_back(std::move(cpus_.back()));
     cpus_.pop_back();
@@ -114,6 +116,17 @@ bool Machine::fit(const hw::TlbGeometry& geometry, std::string& error, Failure* 
     cpus_[i]->tlb.reset();  // (a new or set-aside CPU's is empty already: a quick look)
   }
   return true;
+}
+
+std::vector<std::unique_ptr<EmuCpu>>& Machine::spare_cpus(const std::string& preset) {
+  auto it = std::find_if(spare_cpus_.begin(), spare_cpus_.end(), [&](const auto& kept) { return kept.first == preset; });
+  if (it == spare_cpus_.end()) {
+    if (spare_cpus_.size() == kKeptPresets) spare_cpus_.erase(spare_cpus_.begin());
+    spare_cpus_.emplace_back(preset, std::vector<std::unique_ptr<EmuCpu>>{});
+    return spare_cpus_.back().second;
+  }
+  std::rotate(it, it + 1, spare_cpus_.end());  // the most recently used last
+  return spare_cpus_.back().second;
 }
 
 bool Machine::start_run(std::string& error) {
@@ -192,10 +205,12 @@ bool Machine::start_run(std::string& error) {
                                      .observer = drops});
   for (const std::unique_ptr<EmuCpu>& cpu : cpus_) {
     cpu->cr = hw::ControlRegisters::long_mode(0, (config.pcid ? hw::cr4::kPCIDE : 0) | hw::cr4::kPGE);
-    if (config.psc) {
-      cpu->psc = std::make_unique<hw::PagingStructureCache>();
-    } else {
+    if (!config.psc) {
       cpu->psc.reset();
+    } else if (cpu->psc) {
+      cpu->psc->reset();
+    } else {
+      cpu->psc = std::make_unique<hw::PagingStructureCache>();
     }
     cpu->mode = mm::AccessMode::User;
     cpu->space.clear();
@@ -248,7 +263,7 @@ void Machine::clean_ram() {
 
 void Machine::note_window_page(std::uint64_t physical) const {
   const std::uint64_t page = (physical - window_start_) / mm::kPageSize;
-  if (page >= kWindowWords * 64) return;  // beyond the window: beyond RAM
+  if (page >= window_pages_) return;  // beyond the window: beyond RAM
   window_touched_[page / 64].fetch_or(std::uint64_t{1} << (page % 64), std::memory_order_relaxed);
 }
 

@@ -202,8 +202,10 @@ class Machine {
  private:
   Machine(const MachineConfig& config, Trace& trace);
 
-  // RAMs of other sizes kept for later runs (restart()), at most this many.
+  // RAMs of other sizes kept for later runs (restart()), at most this many;
+  // and CPUs of other TLB presets, for at most this many presets.
   static constexpr std::size_t kKeptRams = 3;
+  static constexpr std::size_t kKeptPresets = 3;
 
   // What create() checks of a configuration; the TLB geometry it names.
   static std::optional<hw::TlbGeometry> check(const MachineConfig& config, std::string& error);
@@ -211,6 +213,8 @@ class Machine {
   // the frame records, the CPUs (set aside or taken back by TLB preset, or
   // new ones of `geometry`), each TLB empty.
   bool fit(const hw::TlbGeometry& geometry, std::string& error, Failure* failure);
+  // The CPUs set aside for `preset` (made the most recently used).
+  std::vector<std::unique_ptr<EmuCpu>>& spare_cpus(const std::string& preset);
   // The per-run parts, built from config_ (create and restart): the frame
   // table and its allocator, seeded; the physical memory manager; the
   // oracle; the VM system; the injector; the scheduler; the CPUs' registers.
@@ -229,9 +233,11 @@ class Machine {
   Trace* trace_;
   std::unique_ptr<Ram> ram_;
   std::vector<std::unique_ptr<Ram>> kept_rams_;  // clean, of other sizes, least recently used first
-  // The device window's first byte, and its pages touched since the last
-  // clean_ram() (a bit per 4 KiB page; the window is at most 4 MiB).
+  // The device window's first byte, its size in pages, and its pages
+  // touched since the last clean_ram() (a bit per 4 KiB page; the window is
+  // at most 4 MiB).
   std::uint64_t window_start_ = ~std::uint64_t{0};
+  std::uint64_t window_pages_ = 0;
   static constexpr std::size_t kWindowWords = (std::size_t{4} << 20) / 4096 / 64;
   mutable std::array<std::atomic<std::uint64_t>, kWindowWords> window_touched_{};
   EmuPlatform platform_;
@@ -249,7 +255,8 @@ class Machine {
   std::unique_ptr<FaultInjector> injector_;  // always there: it counts allocations even with nothing to inject
   std::vector<std::unique_ptr<EmuCpu>> cpus_;
   std::string cpus_preset_;  // the TLB preset cpus_ are built for
-  std::map<std::string, std::vector<std::unique_ptr<EmuCpu>>> spare_cpus_;  // by TLB preset, TLBs empty
+  // CPUs set aside by TLB preset (their TLBs empty), least recently used first.
+  std::vector<std::pair<std::string, std::vector<std::unique_ptr<EmuCpu>>>> spare_cpus_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<Oracle> oracle_;  // deterministic runs; kept (reset) across runs
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
