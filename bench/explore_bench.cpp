@@ -1,17 +1,29 @@
 // The speed of `pagelab explore`: seeds per second of one worker, each seed
-// a whole run_scenario() (machine built, set-up, two CPUs under the
-// deterministic scheduler, checks, leak check, machine torn down) with the
-// trace off — exactly what explore does per seed.
+// a whole run_scenario() (set-up, two CPUs under the deterministic
+// scheduler, checks, leak check) with the trace off. BM_Explore_Reuse is
+// exactly what explore does per seed: the worker's RunWorkspace restarts
+// the machine of the last seed. BM_Explore builds and tears down a machine
+// for every seed (RAM mapping included), as explore did before workspaces,
+// for comparison.
+//
+// Counters: host_minor_faults_per_seed, the host's minor page faults of the
+// benchmark thread (getrusage RUSAGE_THREAD) per seed, machine building and
+// teardown included; reset_ns, the time of Machine::restart() per seed (the
+// last run ended, the device window and TLBs cleaned, the core's objects
+// rebuilt and the allocator seeded); steps_per_seed.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "emu/machine/emu_platform.hpp"
+#include "emu/runner/run_workspace.hpp"
 #include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/parser.hpp"
+#include "host_faults.hpp"
 
 namespace pagelab::bench {
 namespace {
@@ -51,29 +63,47 @@ std::string explore_scenario() {
   return s;
 }
 
-void BM_Explore(benchmark::State& state) {
+void explore_seeds(benchmark::State& state, bool reuse) {
   const scenario::ParseResult parsed = scenario::parse_scenario(explore_scenario(), "explore_bench.scenario");
   if (!parsed.ok()) {
     state.SkipWithError(parsed.error().to_string().c_str());
     return;
   }
+  emu::RunWorkspace workspace;
+  emu::RunOptions options;
+  options.trace = false;
+  options.workspace = reuse ? &workspace : nullptr;
+  options.seed = 0;
+  (void)emu::run_scenario(parsed.scenario(), options);  // warm: the workspace's machine is built (not timed)
+  const emu::RunWorkspace::Stats before = workspace.stats();
   std::uint64_t seed = 1, steps = 0;
+  const std::uint64_t faults_before = host_minor_faults();
   for (auto _ : state) {
-    emu::RunOptions options;
     options.seed = seed++;
-    options.trace = false;
     const emu::RunResult result = emu::run_scenario(parsed.scenario(), options);
-    emu::cpu_context = emu::CpuContext{};  // as explore's workers do: no stale Machine pointer between runs
+    emu::cpu_context = emu::CpuContext{};  // as explore's workers do: no CPU of this thread runs between runs
     if (result.exit_code != 0) {
       state.SkipWithError(result.report.c_str());
       return;
     }
     steps += result.steps;
   }
+  const double seeds = static_cast<double>(state.iterations());
   state.SetItemsProcessed(state.iterations());
-  state.counters["steps_per_seed"] = static_cast<double>(steps) / static_cast<double>(state.iterations());
+  state.counters["steps_per_seed"] = static_cast<double>(steps) / seeds;
+  state.counters["host_minor_faults_per_seed"] = static_cast<double>(host_minor_faults() - faults_before) / seeds;
+  if (reuse) {
+    const emu::RunWorkspace::Stats& after = workspace.stats();
+    state.counters["reset_ns"] = static_cast<double>(after.restart_ns - before.restart_ns) /
+                                 static_cast<double>(std::max<std::uint64_t>(1, after.restarts - before.restarts));
+  }
 }
+
+void BM_Explore(benchmark::State& state) { explore_seeds(state, /*reuse=*/false); }
 BENCHMARK(BM_Explore)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_Explore_Reuse(benchmark::State& state) { explore_seeds(state, /*reuse=*/true); }
+BENCHMARK(BM_Explore_Reuse)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace pagelab::bench

@@ -19,6 +19,7 @@
 #include "emu/cli/results_json.hpp"
 #include "emu/cli/schedule_file.hpp"
 #include "emu/machine/emu_platform.hpp"
+#include "emu/runner/run_workspace.hpp"
 #include "emu/runner/scenario_runner.hpp"
 
 namespace pagelab::emu {
@@ -186,6 +187,7 @@ ExploreResult explore(const scenario::Scenario& scenario, const ExploreOptions& 
 
   const auto interrupted = [&] { return hooks.interrupt != nullptr && hooks.interrupt->load(std::memory_order_relaxed) != 0; };
   const auto worker = [&](unsigned index) {
+    RunWorkspace workspace;  // this worker's machine, restarted for each seed
     for (;;) {
       if (stop.load(std::memory_order_acquire) || interrupted()) break;
       const std::uint64_t k = next.fetch_add(1, std::memory_order_relaxed);
@@ -199,11 +201,11 @@ ExploreResult explore(const scenario::Scenario& scenario, const ExploreOptions& 
       run.allow_unsafe = options.allow_unsafe;
       run.trace = false;
       if (hooks.prepare) hooks.prepare(run);
+      run.workspace = &workspace;
       if (hooks.running) hooks.running(index, run.seed);
       RunResult outcome = run_scenario(scenario, run);
       if (hooks.running) hooks.running(index, std::nullopt);
-      // run_scenario leaves this thread's cpu_context pointing at the
-      // Machine it destroyed; the next Machine::create must not see it.
+      // No CPU of this thread runs between seeds.
       cpu_context = CpuContext{};
       if (outcome.exit_code == 0) {
         done.fetch_add(1, std::memory_order_relaxed);

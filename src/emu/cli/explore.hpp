@@ -5,9 +5,10 @@
 //   pagelab explore SCENARIO --seeds A..B [--strategy random|pct:D] [--shootdown POLICY]
 //                   [--jobs N] [--shard I/N] [--allow-unsafe] [--max-failures K] [--record FILE] [--quiet] [--verbose]
 //
-// Each seed is one run_scenario() with the trace off, on a Machine of its
-// own; the seeds are shared out among N worker threads (each run also has a
-// host thread per simulated CPU, of which one runs at a time). `--shard I/N`
+// Each seed is one run_scenario() with the trace off; the seeds are shared
+// out among N worker threads, each with a RunWorkspace whose machine it
+// restarts for every seed (run_workspace.hpp; the simulated CPUs are fibers
+// of the worker's thread, one running at a time). `--shard I/N`
 // keeps the seeds with (seed - A) % N == I, so N machines (a Slurm array, a
 // Kubernetes indexed Job, GNU parallel) together cover the range exactly once.
 //
@@ -18,10 +19,10 @@
 //
 // Concurrency contract (checked under TSan by test/emu/explore_cli_test.sh's
 // cases run in the TSan build): run_scenario() keeps all of a run's state in
-// its Machine, its Trace (a disabled trace opens no spdlog logger) and its
-// threads; the one process-wide state it touches is the thread_local
-// cpu_context (a worker resets its own after each run, so no stale Machine
-// pointer outlives the run) and the scheduler's start mutex (shared, short).
+// its worker's RunWorkspace (the machine, a disabled trace, which opens no
+// spdlog logger) and its threads; the one process-wide state it touches is
+// the thread_local cpu_context (a worker resets its own after each run) and
+// the scheduler's start mutex (shared, short).
 // An mm::panic inside any run still ends the whole process (it aborts):
 // explore_command then names the seeds that were running, and the command
 // that reproduces each, from a SIGABRT handler.

@@ -13,6 +13,7 @@
 #include "emu/cli/schedule_file.hpp"
 #include "emu/fuzz/generator.hpp"
 #include "emu/machine/emu_platform.hpp"
+#include "emu/runner/run_workspace.hpp"
 #include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/parser.hpp"
 #include "emu/scenario/printer.hpp"
@@ -30,6 +31,10 @@ std::uint64_t mix(std::uint64_t z) {
 }
 
 std::string first_line(const std::string& report) { return report.substr(0, report.find('\n')); }
+
+// The calling worker's workspace (Campaign::work): every run of the worker,
+// shrinking included, restarts its one machine.
+thread_local emu::RunWorkspace* t_workspace = nullptr;
 
 // What kind of judge the failure came from, for the report and the file name.
 std::string invariant_of(const std::string& line) {
@@ -101,7 +106,10 @@ class Campaign {
   }
 
   void work() {
+    emu::RunWorkspace workspace;  // this worker's machine, restarted for each run that fits it
+    t_workspace = &workspace;
     while (const std::optional<std::uint64_t> index = next_case()) run_case(*index);
+    t_workspace = nullptr;
     std::lock_guard<std::mutex> guard(mutex_);
     if (++workers_done_ == (options_.jobs == 0 ? 1 : options_.jobs)) {
       finished_.store(true);
@@ -129,8 +137,9 @@ class Campaign {
     run.allow_unsafe = options_.allow_unsafe;
     run.inject = options_.inject;
     run.judge = judge_;
+    run.workspace = t_workspace;
     emu::RunResult r = emu::run_scenario(s, run);
-    emu::cpu_context = emu::CpuContext{};  // no stale Machine pointer outlives the run
+    emu::cpu_context = emu::CpuContext{};  // no CPU of this thread runs between runs
     {
       std::lock_guard<std::mutex> guard(mutex_);
       ++runs_;

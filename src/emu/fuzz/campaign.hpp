@@ -13,6 +13,12 @@
 // `pct:3` when it is even: PCT finds the races that need one CPU to run a
 // whole operation inside another's window, which uniform choices rarely do.
 //
+// Each worker keeps one machine (a RunWorkspace, run_workspace.hpp) and
+// restarts it for every run, its cases', its shrinking's and its records',
+// exchanging the RAM and CPUs for kept ones when a case's machine has
+// another shape: a run costs no host mmap, munmap or page fault, and its
+// outcome is that of a run on a machine of its own.
+//
 // Determinism: a case is a function of (campaign seed, case index) and a
 // run of (case, run seed, options), so every failure reproduces with the
 // `pagelab run` command written beside it. Which cases run depends on

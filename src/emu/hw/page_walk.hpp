@@ -31,6 +31,7 @@
 // stale-translation bug the software could have stays visible.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <concepts>
 #include <vector>
@@ -396,6 +397,14 @@ class PagingStructureCache {
   }
 
   const Counters& counters() const { return counters_; }
+
+  // As constructed, for another run on the same storage (Machine::restart):
+  // every slot empty, the recency clock and the counters at zero.
+  void reset() {
+    for (std::vector<Slot>& slots : caches_) std::fill(slots.begin(), slots.end(), Slot{});
+    clock_ = 0;
+    counters_ = Counters{};
+  }
 
  private:
   struct Slot {

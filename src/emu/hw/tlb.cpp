@@ -1,5 +1,6 @@
 #include "emu/hw/tlb.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <string>
 #include <vector>
@@ -84,6 +85,43 @@ void Tlb::build(Bank& bank, const std::vector<TlbArrayGeometry>& arrays, TlbLeve
     }
   }
   bank.present_bits[0] = static_cast<u8>(1 | (bank.by_size[0].four_ways_pow2 ? kFast4K : 0));
+}
+
+void Tlb::reset() {
+  for (Bank* bank : {&l1d_, &l1i_, &l2_}) {
+    for (u32 a = 0; a < bank->array_count; ++a) {
+      const Array& array = bank->arrays[a];
+      u32 left = array.live[0] + array.live[1] + array.live[2];
+      const u32 ways = array.sets * array.ways;
+      for (u32 block = 0; left > 0 && block < ways; block += 8) {
+        // Eight keys at a time: most of a large array is empty.
+        const u32 end = block + 8 < ways ? block + 8 : ways;
+        u64 any = 0;
+        for (u32 i = block; i < end; ++i) any |= array.keys[i];
+        if (any == kEmpty) continue;
+        for (u32 i = block; i < end; ++i) {
+          if (array.keys[i] == kEmpty) continue;
+          --left;
+          array.keys[i] = kEmpty;
+          array.keys[i + payload_offset_] = 0;
+          array.keys[i + stamp_offset_] = 0;  // (an empty way's stamp is 0: forget() keeps it so)
+        }
+      }
+      // Orders change only with entries: an array that never held one is as built.
+      if (array.orders != nullptr && epoch_ != 0) {
+        for (u32 set = 0; set < array.sets; ++set) array.orders[set] = RecencyOrder::initial(array.ways);
+      }
+    }
+    bank->global_entries = 0;
+    bank->present = 0;
+  }
+  std::fill(live_.begin(), live_.end(), 0u);
+  clock_base_ = 0;
+  random_state_ = geometry_.seed;
+  epoch_ = 0;
+  version_ = 0;
+  last_miss_ = LastMiss{};
+  counters_ = TlbCounters{};
 }
 
 Tlb::Raw Tlb::lookup_non_canonical() {

@@ -104,6 +104,14 @@ class Tlb {
     clock_base_ += counters_.l1_hits;
     counters_ = TlbCounters{};
   }
+  // Back to the state the constructor left, for another run on the same
+  // storage (Machine::restart): every way empty, the recency and replacement
+  // state, the counters and version() as new. Costs a scan of each array
+  // that holds an entry, up to its last one, and (if any entry was ever
+  // made) the L2 recency words; nothing is allocated. Left as they are is
+  // what nothing reads: the payload of a way whose entry was invalidated,
+  // and the scratch stamps that L1 hits write under FIFO and Random.
+  void reset();
 
   // Finds a translation of `va` usable under `pcid` (an entry of that PCID
   // or a global one). A fetch looks in the L1 iTLB when there is one, data

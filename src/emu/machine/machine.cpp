@@ -1,6 +1,10 @@
 #include "emu/machine/machine.hpp"
 
+#include <algorithm>
+#include <bit>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <new>
 
 #include "emu/hw/tlb_geometry.hpp"
@@ -34,19 +38,21 @@ void discard(std::unique_ptr<T>& object) {
 
 }  // namespace
 
-Machine::Machine(const MachineConfig& config, Trace& trace) : config_(config), trace_(trace), platform_(*this) {}
+Machine::Machine(const MachineConfig& config, Trace& trace) : config_(config), trace_(&trace), platform_(*this) {}
 
-Machine::~Machine() {
-  if (abandoned()) {
-    // No teardown: the spaces' and the VM system's locks may be held by CPUs
-    // that escaped. Their frames are in the RAM, which goes anyway.
-    for (auto& [name, s] : spaces_) discard(s.space);
-    spaces_.clear();
-    discard(vm_);
-    return;
+Machine::~Machine() { end_run(); }
+
+std::optional<hw::TlbGeometry> Machine::check(const MachineConfig& config, std::string& error) {
+  hw::NamedTlbGeometry named = hw::tlb_geometry_named(config.tlb_preset);
+  if (!named.ok()) {
+    error = named.error;
+    return std::nullopt;
   }
-  destroy_spaces();
-  if (vm_) vm_->shutdown();
+  if (config.cpus == 0 || config.cpus > mm::kMaxCpus) {
+    error = "a machine has 1 to 64 CPUs";
+    return std::nullopt;
+  }
+  return std::move(named.geometry);
 }
 
 std::optional<Violation> Machine::violation() const {
@@ -66,23 +72,99 @@ void Machine::escape() {
 
 std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure) {
   if (failure != nullptr) *failure = Failure::Machine;
-  const hw::NamedTlbGeometry named = hw::tlb_geometry_named(config.tlb_preset);
-  if (!named.ok()) {
-    error = named.error;
-    return nullptr;
-  }
-  if (config.cpus == 0 || config.cpus > mm::kMaxCpus) {
-    error = "a machine has 1 to 64 CPUs";
-    return nullptr;
-  }
+  const std::optional<hw::TlbGeometry> geometry = check(config, error);
+  if (!geometry) return nullptr;
   std::unique_ptr<Machine> m(new Machine(config, trace));
-  m->ram_ = Ram::create(config.ram, config.ram_bytes, error);
-  if (!m->ram_) {
-    if (failure != nullptr) *failure = Failure::HostRam;
-    return nullptr;
-  }
-  m->ram_->header().cpus = config.cpus;
+  if (!m->fit(*geometry, error, failure) || !m->start_run(error)) return nullptr;
+  return m;
+}
 
+bool Machine::can_restart(const MachineConfig& config) const {
+  return config.ram.kind == RamSpec::Kind::Anonymous && config_.ram.kind == RamSpec::Kind::Anonymous;
+}
+
+bool Machine::restart(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure) {
+  if (!can_restart(config)) MM_PANIC("Machine::restart: a named RAM is each run's own", config.cpus);
+  if (failure != nullptr) *failure = Failure::Machine;
+  const std::optional<hw::TlbGeometry> geometry = check(config, error);
+  if (!geometry) return false;
+  end_run();
+  clean_ram();
+  step_.store(0, std::memory_order_relaxed);
+  config_ = config;
+  trace_ = &trace;
+  return fit(*geometry, error, failure) && start_run(error);
+}
+
+bool Machine::fit(const hw::TlbGeometry& geometry, std::string& error, Failure* failure) {
+  const MachineConfig& config = config_;
+  if (!ram_ || ram_->bytes() != config.ram_bytes) {
+    // A kept RAM of this size (clean), or a new one; this one is kept.
+    std::unique_ptr<Ram> ram;
+    const auto kept = std::find_if(kept_rams_.begin(), kept_rams_.end(),
+                                   [&](const std::unique_ptr<Ram>& r) { return r->bytes() == config.ram_bytes; });
+    if (kept != kept_rams_.end()) {
+      ram = std::move(*kept);
+      kept_rams_.erase(kept);
+    } else {
+      ram = Ram::create(config.ram, config.ram_bytes, error);
+      if (!ram) {
+        if (failure != nullptr) *failure = Failure::HostRam;
+        return false;
+      }
+    }
+    if (ram_) {
+      if (kept_rams_.size() == kKeptRams) kept_rams_.erase(kept_rams_.begin());
+      kept_rams_.push_back(std::move(ram_));  // (cleaned by restart())
+    }
+    ram_ = std::move(ram);
+    window_pages_ = device_window_bytes(config.ram_bytes) / mm::kPageSize;
+    window_start_ = window_pages_ != 0 ? device_window_start(config.ram_bytes) : ~std::uint64_t{0};
+  }
+  ram_->header().cpus = config.cpus;
+  const std::size_t frames = config.ram_bytes / mm::kPageSize;
+  if (frame_records_.size() < frames) frame_records_ = std::vector<mm::Frame>(frames);
+  if (cpus_preset_ != config.tlb_preset) {
+    if (!cpus_.empty()) {
+      std::vector<std::unique_ptr<EmuCpu>>& aside = spare_cpus(cpus_preset_);
+      for (std::unique_ptr<EmuCpu>& cpu : cpus_) aside.push_back(std::move(cpu));
+      cpus_.clear();
+    }
+    cpus_preset_ = config.tlb_preset;
+  }
+  std::vector<std::unique_ptr<EmuCpu>>& spares = spare_cpus(cpus_preset_);
+  while (cpus_.size() > config.cpus) {
+    spares.push_back(std::move(cpus_.back()));
+    cpus_.pop_back();
+  }
+  while (cpus_.size() < config.cpus) {
+    if (spares.empty()) {
+      cpus_.push_back(std::make_unique<EmuCpu>(geometry));
+    } else {
+      cpus_.push_back(std::move(spares.back()));
+      spares.pop_back();
+    }
+  }
+  for (std::uint32_t i = 0; i < config.cpus; ++i) {
+    cpus_[i]->id = i;
+    cpus_[i]->tlb.reset();  // (a new or set-aside CPU's is empty already: a quick look)
+  }
+  return true;
+}
+
+std::vector<std::unique_ptr<EmuCpu>>& Machine::spare_cpus(const std::string& preset) {
+  auto it = std::find_if(spare_cpus_.begin(), spare_cpus_.end(), [&](const auto& kept) { return kept.first == preset; });
+  if (it == spare_cpus_.end()) {
+    if (spare_cpus_.size() == kKeptPresets) spare_cpus_.erase(spare_cpus_.begin());
+    spare_cpus_.emplace_back(preset, std::vector<std::unique_ptr<EmuCpu>>{});
+    return spare_cpus_.back().second;
+  }
+  std::rotate(it, it + 1, spare_cpus_.end());  // the most recently used last
+  return spare_cpus_.back().second;
+}
+
+bool Machine::start_run(std::string& error) {
+  const MachineConfig& config = config_;
   // The memory map of a plain PC: RAM from 0, the first MiB kept back; and
   // at the top a device window the allocator never uses, for `phys=`
   // mappings (device_window.hpp).
@@ -94,36 +176,33 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
   };
   if (map.ingest(mm::Span<const mm::MemoryRange>(ranges, window != 0 ? 2 : 1)) != mm::Status::Ok) {
     error = "the machine has no usable RAM above 1 MiB: give it more";
-    return nullptr;
+    return false;
   }
   const mm::FrameCount frames = config.ram_bytes / mm::kPageSize;
-  m->frame_records_ = std::vector<mm::Frame>(frames);
-  m->table_ = std::make_unique<mm::FrameTable>(mm::Pfn(0), m->frame_records_);
+  table_.emplace(mm::Pfn(0), mm::Span<mm::Frame>(frame_records_.data(), frames));
   switch (config.allocator) {
     case AllocatorKind::Buddy:
-      m->buddy_ = std::make_unique<mm::BuddyAllocator>(*m->table_);
-      m->allocator_ = m->buddy_.get();
+      allocator_ = &buddy_.emplace(*table_);
       break;
     case AllocatorKind::Stack:
-      m->stack_ = std::make_unique<mm::FreeStackAllocator>(*m->table_);
-      m->allocator_ = m->stack_.get();
+      allocator_ = &stack_.emplace(*table_);
       break;
     case AllocatorKind::Bitmap:
-      m->bitmap_words_.resize(mm::BitmapAllocator::words_for(frames));
-      m->bitmap_ = std::make_unique<mm::BitmapAllocator>(*m->table_, m->bitmap_words_);
-      m->allocator_ = m->bitmap_.get();
+      bitmap_words_.resize(mm::BitmapAllocator::words_for(frames));
+      allocator_ = &bitmap_.emplace(*table_, mm::Span<std::uint64_t>(bitmap_words_.data(), bitmap_words_.size()));
       break;
   }
-  if (map.seed(*m->allocator_, *m->table_) != mm::Status::Ok) {
+  if (map.seed(*allocator_, *table_) != mm::Status::Ok) {
     error = "seeding the frame allocator failed";
-    return nullptr;
+    return false;
   }
   mm::PhysicalMemoryConfig pmm_config;
   pmm_config.poison_freed = true;  // no data may cross owners: a use after free reads poison
-  pmm_config.observer.context = m.get();
+  pmm_config.observer.context = this;
   pmm_config.observer.notify = [](void* context, bool allocated, mm::PhysAddr first, mm::FrameCount count,
                                   mm::FrameOwner owner) {
     auto* machine = static_cast<Machine*>(context);
+    if (machine->ending_) return;
     machine->injector().frames_changed(allocated, count);
     machine->point();
     machine->emit(allocated ? EventKind::FrameAlloc : EventKind::FrameFree, first.value(), count, 0, 0,
@@ -136,41 +215,102 @@ std::unique_ptr<Machine> Machine::create(const MachineConfig& config, Trace& tra
       }
     }
   };
-  m->injector_ = std::make_unique<FaultInjector>(*m, config.inject, config.schedule.seed, config.cpus);
-  pmm_config.fail_hook = m->injector_->fail_hook();
-  m->memory_ = std::make_unique<EmuMemory>(m->platform_, *m->table_, *m->allocator_, pmm_config);
-  if (config.schedule.deterministic) m->oracle_ = std::make_unique<Oracle>(*m, frames);
+  injector_ = std::make_unique<FaultInjector>(*this, config.inject, config.schedule.seed, config.cpus);
+  pmm_config.fail_hook = injector_->fail_hook();
+  memory_.emplace(platform_, *table_, *allocator_, pmm_config);
+  if (!config.schedule.deterministic) {
+    oracle_.reset();
+  } else if (oracle_) {
+    oracle_->reset(frames);
+  } else {
+    oracle_ = std::make_unique<Oracle>(*this, frames);
+  }
   mm::ReferenceDropObserver drops;
-  if (m->oracle_) {
-    drops.context = m->oracle_.get();
-    drops.dropping = [](void* oracle, const mm::TlbContext* space, mm::PhysAddr frame) {
-      static_cast<Oracle*>(oracle)->reference_dropped(space, frame.value());
+  if (oracle_) {
+    drops.context = this;
+    drops.dropping = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
+      if (Oracle* oracle = static_cast<Machine*>(context)->judging_oracle()) oracle->reference_dropped(space, frame.value());
     };
   }
-  m->vm_ = std::make_unique<EmuVm>(m->platform_, *m->memory_,
-                                   mm::TlbCoherenceConfig{.policy = config.shootdown,
-                                                          .flush_threshold = config.flush_threshold,
-                                                          .pcid = config.pcid,
-                                                          .observer = drops});
-  for (std::uint32_t i = 0; i < config.cpus; ++i) {
-    auto cpu = std::make_unique<EmuCpu>(named.geometry);
-    cpu->id = i;
+  vm_.emplace(platform_, *memory_,
+              mm::TlbCoherenceConfig{.policy = config.shootdown,
+                                     .flush_threshold = config.flush_threshold,
+                                     .pcid = config.pcid,
+                                     .observer = drops});
+  for (const std::unique_ptr<EmuCpu>& cpu : cpus_) {
     cpu->cr = hw::ControlRegisters::long_mode(0, (config.pcid ? hw::cr4::kPCIDE : 0) | hw::cr4::kPGE);
-    if (config.psc) cpu->psc = std::make_unique<hw::PagingStructureCache>();
-    m->cpus_.push_back(std::move(cpu));
+    if (!config.psc) {
+      cpu->psc.reset();
+    } else if (cpu->psc) {
+      cpu->psc->reset();
+    } else {
+      cpu->psc = std::make_unique<hw::PagingStructureCache>();
+    }
+    cpu->mode = mm::AccessMode::User;
+    cpu->space.clear();
+    cpu->faults = 0;
+    cpu->ipi_pending.store(false, std::memory_order_relaxed);
   }
-  m->scheduler_ = std::make_unique<Scheduler>(config.cpus, config.schedule);
-  m->locks_ = std::make_unique<LockChecker>(*m, config.cpus);
-  cpu_context = CpuContext{m.get(), 0, false};
-  if (m->vm_->init() != mm::Status::Ok) {
+  scheduler_ = std::make_unique<Scheduler>(config.cpus, config.schedule);
+  locks_ = std::make_unique<LockChecker>(*this, config.cpus);  // each run's graph is its own
+  abandoned_.store(false, std::memory_order_relaxed);
+  for (std::jmp_buf*& target : escape_) target = nullptr;
+  cpu_context = CpuContext{this, 0, false};
+  if (vm_->init() != mm::Status::Ok) {
     error = "no memory for the zero frame";
-    return nullptr;
+    return false;
   }
-  m->injector_->start_counting();  // alloc-fail@N counts from here
-  return m;
+  injector_->start_counting();  // alloc-fail@N counts from here
+  return true;
 }
 
-std::byte* Machine::ram_at(std::uint64_t physical) const { return ram_->frames() + physical; }
+void Machine::end_run() {
+  // The core's code runs here as CPU 0 of this machine, outside any schedule.
+  const CpuContext caller = cpu_context;
+  cpu_context = CpuContext{this, 0, false};
+  ending_ = true;
+  if (abandoned()) {
+    // No teardown: the spaces' and the VM system's locks may be held by CPUs
+    // that escaped (a deadlock). The core owns nothing but its own storage
+    // and the RAM's frames, which the next run's allocator takes back whole.
+    for (auto& [name, space] : spaces_) discard(space.space);
+    spaces_.clear();
+    std::construct_at(&vm_);  // disengaged in place: the VM system's destructor does not run
+  }
+  destroy_spaces();
+  if (vm_) {
+    vm_->shutdown();
+    vm_.reset();
+  }
+  memory_.reset();
+  allocator_ = nullptr;
+  buddy_.reset();
+  bitmap_.reset();
+  stack_.reset();
+  table_.reset();
+  scheduler_.reset();
+  injector_.reset();
+  ending_ = false;
+  // No pointer to this machine outlives it (this thread's, at least).
+  cpu_context = caller.machine == this ? CpuContext{} : caller;
+}
+
+void Machine::clean_ram() {
+  for (std::size_t word = 0; word < kWindowWords; ++word) {
+    std::uint64_t bits = window_touched_[word].exchange(0, std::memory_order_relaxed);
+    for (; bits != 0; bits &= bits - 1) {
+      const std::uint64_t page = word * 64 + static_cast<std::uint64_t>(std::countr_zero(bits));
+      std::memset(ram_->frames() + window_start_ + page * mm::kPageSize, 0, mm::kPageSize);
+    }
+  }
+  ram_->forget_spaces();
+}
+
+void Machine::note_window_page(std::uint64_t physical) const {
+  const std::uint64_t page = (physical - window_start_) / mm::kPageSize;
+  if (page >= window_pages_) return;  // beyond the window: beyond RAM
+  window_touched_[page / 64].fetch_or(std::uint64_t{1} << (page % 64), std::memory_order_relaxed);
+}
 
 void Machine::point(Wait wait) {
   if (cpu_context.scheduled) scheduler_->point(cpu_context.cpu, wait);
@@ -178,8 +318,9 @@ void Machine::point(Wait wait) {
 
 void Machine::emit(EventKind kind, std::uint64_t a, std::uint64_t b, std::uint64_t c, std::uint64_t d,
                    std::string_view text) {
+  if (ending_) [[unlikely]] return;  // end_run(): the run is over
   const std::uint64_t step = step_.fetch_add(1, std::memory_order_relaxed);
-  trace_.emit(Event{.step = step, .cpu = cpu_context.cpu, .kind = kind, .a = a, .b = b, .c = c, .d = d, .text = text});
+  trace_->emit(Event{.step = step, .cpu = cpu_context.cpu, .kind = kind, .a = a, .b = b, .c = c, .d = d, .text = text});
 }
 
 std::uint64_t Machine::free_frames() {

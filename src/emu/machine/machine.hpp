@@ -5,6 +5,12 @@
 // geometry, optional paging-structure caches, and the page walker of
 // emu/hw/page_walk.hpp reading the page tables out of RAM.
 //
+// A machine can run many times (restart(), for RunWorkspace): what is built
+// for its shape (the RAM mapping, the frame records' storage, the CPUs with
+// their TLB arrays, the oracle's tables) stays; what a run changes is put
+// back (see restart() for how), so that a restarted machine and a new one
+// behave alike in everything a run can observe.
+//
 // An access (access()) is what one instruction's memory operand does: a TLB
 // lookup, on a miss a page walk (whose loads and A/D updates are scheduling
 // points), on a fault the #PF delivered to the core's fault handler
@@ -12,11 +18,13 @@
 // load or store. Every step is a trace event.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <csetjmp>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +63,21 @@ struct MachineConfig {
   InjectionSpec inject;  // --inject (fault_injection.hpp), seeded with schedule.seed
 };
 
+// The parts of a configuration that decide what a machine's storage is
+// built for (its RAM, its frame records, its CPUs' TLB arrays). A restart
+// into another shape swaps those parts for ones that fit (Machine::restart);
+// the rest of a configuration (PCID, paging-structure caches, the
+// allocator, the shootdown policy, the schedule, the injections) is set up
+// anew for every run anyway.
+struct MachineShape {
+  std::uint32_t cpus = 1;
+  std::uint64_t ram_bytes = 0;
+  std::string tlb_preset;
+
+  static MachineShape of(const MachineConfig& config) { return {config.cpus, config.ram_bytes, config.tlb_preset}; }
+  bool operator==(const MachineShape&) const = default;
+};
+
 using EmuSpace = mm::AddressSpace<EmuPlatform>;
 using EmuMemory = mm::PhysicalMemory<EmuPlatform>;
 using EmuVm = mm::VmSystem<EmuPlatform>;
@@ -85,11 +108,48 @@ class Machine {
   // describes (an unknown TLB preset, too little RAM), or get the host's
   // memory for its RAM (a `--ram file:PATH` that cannot be made).
   enum class Failure : std::uint8_t { Machine, HostRam };
+  // A machine ready for a run of `config` that emits to `trace`.
   static std::unique_ptr<Machine> create(const MachineConfig& config, Trace& trace, std::string& error,
                                          Failure* failure = nullptr);
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
+
+  // Whether restart() can take a run of `config`: both on an anonymous RAM
+  // (a named RAM is for `pagelab inspect`: each run gets a machine of its own).
+  bool can_restart(const MachineConfig& config) const;
+  // Makes a machine that ran (or not) ready for a run of `config`, of any
+  // shape, that emits to `trace`: as create() leaves a new machine, in
+  // everything a run can observe. Between the calls the machine may have run
+  // anything, passed or failed, and need not have been cleaned up: restart()
+  // ends the last run first (end_run()).
+  //
+  // What stays: the RAM mapping, whose frames keep what the last run wrote
+  // (the core zeroes or overwrites every frame it hands out before anyone
+  // reads it), but for the device window, which the core never hands out
+  // (its pages that were touched, each noted by ram_at(), are zeroed), and
+  // the header's space records (cleared); the frame records' storage; the
+  // CPUs, each TLB emptied as a new one is (hw::Tlb::reset()); the oracle's
+  // tables (Oracle::reset()). For another shape, the RAM is exchanged for a
+  // kept one of the new size (RAMs of other sizes are kept, clean, at most
+  // kKeptRams) or a new one, and CPUs of another TLB preset are set aside
+  // for a later run and taken back from there. Rebuilt in place: the frame
+  // table, the allocator (seeded again from the memory map), the physical
+  // memory manager, the VM system, the injector, the scheduler, the CPUs'
+  // registers and paging-structure caches.
+  //
+  // False, with `error` and `failure`, where create() would fail for
+  // `config` too (nothing is changed then) or a new RAM cannot be mapped
+  // (the machine can then only be destroyed).
+  bool restart(const MachineConfig& config, Trace& trace, std::string& error, Failure* failure = nullptr);
+  // Ends the run: every space destroyed, the core's objects shut down and
+  // gone, and nothing told of it (no trace event, no oracle check, no
+  // injector count: the run's verdict is in). The machine can then only be
+  // restarted or destroyed. restart() and the destructor call it.
+  void end_run();
+  // Points the machine at another trace (RunWorkspace keeps a machine
+  // pointed at a trace of its own between runs, never at a finished run's).
+  void set_trace(Trace& trace) { trace_ = &trace; }
 
   // Address spaces by name.
   mm::Status create_space(const std::string& name);
@@ -167,10 +227,15 @@ class Machine {
   EmuCpu& cpu(std::uint32_t id) { return *cpus_[id]; }
   EmuCpu& current() { return *cpus_[cpu_context.cpu]; }
   std::uint32_t cpu_count() const { return static_cast<std::uint32_t>(cpus_.size()); }
-  std::byte* ram_at(std::uint64_t physical) const;
+  // The byte at a physical address. Notes a page of the device window as
+  // touched (for restart(), which zeroes only those).
+  std::byte* ram_at(std::uint64_t physical) const {
+    if (physical >= window_start_) [[unlikely]] note_window_page(physical);
+    return ram_->frames() + physical;
+  }
   std::uint64_t ram_bytes() const { return ram_->bytes(); }
   Scheduler& scheduler() { return *scheduler_; }
-  Trace& trace() { return trace_; }
+  Trace& trace() { return *trace_; }
   EmuMemory& memory() { return *memory_; }
   EmuVm& vm() { return *vm_; }
   FaultInjector& injector() { return *injector_; }
@@ -180,27 +245,63 @@ class Machine {
  private:
   Machine(const MachineConfig& config, Trace& trace);
 
+  // RAMs of other sizes kept for later runs (restart()), at most this many;
+  // and CPUs of other TLB presets, for at most this many presets.
+  static constexpr std::size_t kKeptRams = 3;
+  static constexpr std::size_t kKeptPresets = 3;
+
+  // What create() checks of a configuration; the TLB geometry it names.
+  static std::optional<hw::TlbGeometry> check(const MachineConfig& config, std::string& error);
+  // The storage config_'s shape needs: the RAM (a kept one or a new one),
+  // the frame records, the CPUs (set aside or taken back by TLB preset, or
+  // new ones of `geometry`), each TLB empty.
+  bool fit(const hw::TlbGeometry& geometry, std::string& error, Failure* failure);
+  // The CPUs set aside for `preset` (made the most recently used).
+  std::vector<std::unique_ptr<EmuCpu>>& spare_cpus(const std::string& preset);
+  // The per-run parts, built from config_ (create and restart): the frame
+  // table and its allocator, seeded; the physical memory manager; the
+  // oracle; the VM system; the injector; the scheduler; the CPUs' registers.
+  bool start_run(std::string& error);
+  // Zeroes the device window's touched pages and the header's space records.
+  void clean_ram();
+  void note_window_page(std::uint64_t physical) const;
+  // The oracle, unless the run is being ended (end_run(): nobody is told).
+  Oracle* judging_oracle() { return ending_ ? nullptr : oracle_.get(); }
+
   struct Space {
     std::unique_ptr<EmuSpace> space;
   };
 
-  const MachineConfig config_;
-  Trace& trace_;
+  MachineConfig config_;
+  Trace* trace_;
   std::unique_ptr<Ram> ram_;
+  std::vector<std::unique_ptr<Ram>> kept_rams_;  // clean, of other sizes, least recently used first
+  // The device window's first byte, its size in pages, and its pages
+  // touched since the last clean_ram() (a bit per 4 KiB page; the window is
+  // at most 4 MiB).
+  std::uint64_t window_start_ = ~std::uint64_t{0};
+  std::uint64_t window_pages_ = 0;
+  static constexpr std::size_t kWindowWords = (std::size_t{4} << 20) / 4096 / 64;
+  mutable std::array<std::atomic<std::uint64_t>, kWindowWords> window_touched_{};
   EmuPlatform platform_;
-  std::vector<mm::Frame> frame_records_;
-  std::unique_ptr<mm::FrameTable> table_;
+  std::vector<mm::Frame> frame_records_;  // as many as the largest RAM yet needed; the table uses a prefix
+  // The core's objects of one run, built in place (a run builds them all
+  // again: the core has no way to put one back as it was).
+  std::optional<mm::FrameTable> table_;
   std::vector<std::uint64_t> bitmap_words_;
-  std::unique_ptr<mm::BuddyAllocator> buddy_;
-  std::unique_ptr<mm::BitmapAllocator> bitmap_;
-  std::unique_ptr<mm::FreeStackAllocator> stack_;
+  std::optional<mm::BuddyAllocator> buddy_;
+  std::optional<mm::BitmapAllocator> bitmap_;
+  std::optional<mm::FreeStackAllocator> stack_;
   mm::FrameAllocator* allocator_ = nullptr;
-  std::unique_ptr<EmuMemory> memory_;
-  std::unique_ptr<EmuVm> vm_;
+  std::optional<EmuMemory> memory_;
+  std::optional<EmuVm> vm_;
   std::unique_ptr<FaultInjector> injector_;  // always there: it counts allocations even with nothing to inject
   std::vector<std::unique_ptr<EmuCpu>> cpus_;
+  std::string cpus_preset_;  // the TLB preset cpus_ are built for
+  // CPUs set aside by TLB preset (their TLBs empty), least recently used first.
+  std::vector<std::pair<std::string, std::vector<std::unique_ptr<EmuCpu>>>> spare_cpus_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<Oracle> oracle_;
+  std::unique_ptr<Oracle> oracle_;  // deterministic runs; kept (reset) across runs
   model::History* history_ = nullptr;
   std::unique_ptr<LockChecker> locks_;
   std::atomic<bool> abandoned_{false};
@@ -208,6 +309,9 @@ class Machine {
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
   std::atomic<std::uint64_t> step_{0};
+  // Set while end_run() takes the run down (no CPU runs): nothing is
+  // emitted, counted or judged then.
+  bool ending_ = false;
 };
 
 }  // namespace pagelab::emu

@@ -69,6 +69,16 @@ std::string large_entry(const hw::TlbEntry& entry) {
 
 }  // namespace
 
+void Oracle::reset(std::uint64_t frames) {
+  allocated_.assign(frames, false);
+  for (TlbCopy& copy : copies_) {
+    copy.version = ~std::uint64_t{0};
+    copy.entries.clear();
+  }
+  std::lock_guard<std::mutex> guard(mutex_);
+  violation_.reset();
+}
+
 const std::vector<hw::TlbEntry>& Oracle::entries(std::uint32_t c) {
   if (copies_.size() < machine_.cpu_count()) copies_.resize(machine_.cpu_count());
   const hw::Tlb& tlb = machine_.cpu(c).tlb;

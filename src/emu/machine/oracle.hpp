@@ -64,6 +64,11 @@ class Oracle {
  public:
   Oracle(Machine& machine, std::uint64_t frames) : machine_(machine), allocated_(frames, false) {}
 
+  // As constructed for a machine of `frames` frames, for another run of the
+  // same machine (Machine::restart): no frame allocated, no violation, no
+  // TLB copy (their storage is kept).
+  void reset(std::uint64_t frames);
+
   // From the physical memory manager's observer.
   void frames_allocated(std::uint64_t first, std::uint64_t count);
   void frames_freed(std::uint64_t first, std::uint64_t count);

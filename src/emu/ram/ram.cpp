@@ -146,4 +146,10 @@ void Ram::record_space(const std::string& name, std::uint64_t cr3) {
   s.cr3 = cr3;
 }
 
+void Ram::forget_spaces() {
+  RamHeader& h = header();
+  std::memset(h.spaces, 0, sizeof(RamHeader::Space) * h.space_count);
+  h.space_count = 0;
+}
+
 }  // namespace pagelab::emu

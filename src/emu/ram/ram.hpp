@@ -61,6 +61,8 @@ class Ram {
   RamHeader& header() const { return *reinterpret_cast<RamHeader*>(base_); }
   // Records (or updates) an address space in the header.
   void record_space(const std::string& name, std::uint64_t cr3);
+  // Forgets every recorded space (a RAM used again for another run).
+  void forget_spaces();
 
  private:
   struct Mapping;

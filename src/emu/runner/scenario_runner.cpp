@@ -8,6 +8,7 @@
 
 #include "emu/machine/machine.hpp"
 #include "emu/model/judge.hpp"
+#include "emu/runner/run_workspace.hpp"
 
 namespace pagelab::emu {
 
@@ -414,11 +415,20 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   }
 
   std::string error;
-  std::unique_ptr<Trace> trace = Trace::open(options.format, options.trace_out, options.filter, options.trace, error);
-  if (!trace) {
-    result.exit_code = 2;
-    result.report = "pagelab: " + error + "\n";
-    return result;
+  RunWorkspace* const workspace =
+      options.ram.kind == RamSpec::Kind::Anonymous && !options.keep_spaces ? options.workspace : nullptr;
+  std::unique_ptr<Trace> own_trace;
+  Trace* trace = nullptr;
+  if (workspace != nullptr && !options.trace) {
+    trace = &workspace->quiet_trace();
+  } else {
+    own_trace = Trace::open(options.format, options.trace_out, options.filter, options.trace, error);
+    if (!own_trace) {
+      result.exit_code = 2;
+      result.report = "pagelab: " + error + "\n";
+      return result;
+    }
+    trace = own_trace.get();
   }
   MachineConfig config;
   config.cpus = s.machine.cpus;
@@ -440,8 +450,23 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   }
   config.inject = options.inject;
   Machine::Failure create_failure = Machine::Failure::Machine;
-  std::unique_ptr<Machine> machine = Machine::create(config, *trace, error, &create_failure);
-  if (!machine) {
+  std::unique_ptr<Machine> own_machine;  // (declared after the trace: torn down before it)
+  Machine* machine = nullptr;
+  if (workspace != nullptr) {
+    machine = workspace->machine_for(config, *trace, error, &create_failure);
+  } else {
+    own_machine = Machine::create(config, *trace, error, &create_failure);
+    machine = own_machine.get();
+  }
+  // However the run ends, the workspace's machine stops pointing at this
+  // run's trace, which goes with it.
+  struct RunEnd {
+    RunWorkspace* workspace;
+    ~RunEnd() {
+      if (workspace != nullptr) workspace->run_ended();
+    }
+  } const run_end{workspace};
+  if (machine == nullptr) {
     // The scenario's machine is the scenario's error; a RAM file that
     // cannot be made (`--ram file:PATH`) is the command line's.
     result.exit_code = 2;
@@ -472,14 +497,14 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
   // run, and every CPU leaves its program (docs/EMULATOR.md, "The lock checker").
   if (!machine->run_guarded([&] { run.execute(s.setup); })) {
     run.escaped(s.machine.where);
-    cpu_context = CpuContext{machine.get(), 0, false};
+    cpu_context = CpuContext{machine, 0, false};
   }
   run.in_setup = false;
   if (!run.failed()) {
     // Deterministic: each CPU a fiber on this thread; parallel: a thread.
     machine->scheduler().run_cpus(
         [&](std::uint32_t cpu) {
-          cpu_context = CpuContext{machine.get(), cpu, options.deterministic};
+          cpu_context = CpuContext{machine, cpu, options.deterministic};
           machine->scheduler().enter(cpu);
           const bool finished = machine->run_guarded([&] {
             machine->cpu_online();
@@ -490,7 +515,7 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
           machine->scheduler().exit(cpu);
         },
         cpu_context);
-    cpu_context = CpuContext{machine.get(), 0, false};
+    cpu_context = CpuContext{machine, 0, false};
   }
   result.steps = machine->scheduler().steps();
   result.schedule = machine->scheduler().schedule();
@@ -557,7 +582,8 @@ RunResult run_scenario(const scenario::Scenario& s, const RunOptions& options) {
     finish_trace(*trace, result);
     // The machine is left standing on purpose: destroying it would free the
     // spaces' frames, and poison them, in the RAM object inspect will read.
-    (void)machine.release();
+    // (With keep_spaces the machine is always the run's own.)
+    (void)own_machine.release();
     return result;
   }
   result.report = fmt::format("PASS: {}: {} checks held, no frame leaked (seed {}, {} steps, {} page faults)\n", s.file, held,

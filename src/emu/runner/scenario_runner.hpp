@@ -25,6 +25,8 @@
 
 namespace pagelab::emu {
 
+class RunWorkspace;
+
 // The exit statuses of every `pagelab` command (docs/EMULATOR.md).
 inline constexpr int kExitHeld = 0;          // every expectation, check and invariant held
 inline constexpr int kExitFailed = 1;        // one did not: the report says which
@@ -65,6 +67,12 @@ struct RunOptions {
   // A schedule to follow where it fits, the strategy elsewhere
   // (Scheduler::Options::replay_hint). Unlike `replay`, never a reason to fail.
   std::optional<std::vector<std::uint32_t>> schedule_hint;
+  // Where the machine comes from: a worker's workspace (run_workspace.hpp),
+  // which restarts the machine of its last run when it has the same shape;
+  // null: a machine of the run's own, built and torn down. The result is the
+  // same either way. A run on a named RAM (`ram`) or with `keep_spaces`
+  // always gets a machine of its own: its RAM outlives it, for inspect.
+  RunWorkspace* workspace = nullptr;
 };
 
 struct RunResult {

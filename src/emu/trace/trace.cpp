@@ -6,6 +6,7 @@
 
 #include <array>
 
+#include "mm/base/panic.hpp"
 #include "mm/base/status.hpp"
 #include "mm/platform/platform.hpp"
 #include "mm/phys/frame.hpp"
@@ -305,6 +306,16 @@ std::optional<std::string> Trace::output_error() const {
   std::lock_guard<std::mutex> guard(mutex_);
   if (!output_ || !output_->failed()) return std::nullopt;
   return output_->error();
+}
+
+void Trace::restart() {
+  if (enabled_) MM_PANIC("Trace::restart: only a trace that is off is kept from run to run", 0);
+  for (Tail& tail : tails_) {
+    tail.next = 0;
+    tail.count = 0;
+  }
+  std::lock_guard<std::mutex> guard(mutex_);
+  finished_ = false;
 }
 
 std::vector<std::string> Trace::tail(std::uint32_t cpu, std::size_t count) const {

@@ -55,6 +55,11 @@ class Trace {
   // reports once, at its end, with its other output's).
   bool to_standard_output() const { return output_ && output_->is_standard_output(); }
 
+  // A trace that is off (enabled false), as open() made it: every CPU's tail
+  // emptied (their storage kept) and not finished. For a trace kept from run
+  // to run (RunWorkspace); a trace that writes is opened for each run.
+  void restart();
+
   // The last `count` events of a CPU as text lines, oldest first.
   std::vector<std::string> tail(std::uint32_t cpu, std::size_t count) const;
 
