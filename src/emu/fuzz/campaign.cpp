@@ -315,7 +315,7 @@ class Campaign {
   std::uint64_t runs_ = 0;
   CampaignResult result_;
   std::map<std::string, std::size_t> by_signature_;
-  bool judge_ = std::getenv("PAGELAB_JUDGE") != nullptr;  // (off until operations take effect at their space lock)
+  const bool judge_ = true;  // every run is judged by the reference model too (RunOptions::judge)
 };
 
 }  // namespace

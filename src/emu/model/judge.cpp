@@ -55,9 +55,10 @@ class Judge {
       : scenario_(scenario), machine_(machine), zero_frame_(machine.vm().zero_frame().value()) {}
 
   JudgeResult run(const History& history) {
-    for (const HistoryEvent& e : history.events()) {
+    events_ = &history.events();
+    for (at_ = 0; at_ < events_->size(); ++at_) {
       if (stopped_ || result_.failure) break;
-      step(e);
+      step((*events_)[at_]);
     }
     if (!stopped_ && !result_.failure) quiescent();
     result_.complete = !stopped_;
@@ -262,7 +263,22 @@ class Judge {
       if (p.predicted == mm::Status::Ok) model_.protect(*id, pr->address.value(), pr->length, pr->prot);
     } else if (const auto* pin = s.as<scenario::PinStmt>()) {
       p.predicted = model_.check_pin(*id, pin->address.value(), pin->length);
-      if (p.predicted == mm::Status::Ok) model_.pin(*id, pin->address.value(), pin->length);
+      if (p.predicted == mm::Status::Ok) {
+        model_.pin(*id, pin->address.value(), pin->length);
+        // Which sharer of a copy-on-write page copies and which keeps the
+        // frame depends, when another space is dropping or taking its own
+        // share at the same time (busy_elsewhere), on an order the model
+        // cannot see: the page's next access says which frame it has.
+        if (busy_elsewhere(c, *id)) {
+          for (u64 va = pin->address.value(); va < pin->address.value() + pin->length; va += kPage) {
+            const auto was = before.find(va);
+            if (was != before.end() && was->second.backing == Backing::Store && !was->second.writable) {
+              contended_.insert({*id, va});
+            }
+          }
+          contend_others(c);
+        }
+      }
     } else if (const auto* unpin = s.as<scenario::UnpinStmt>()) {
       p.predicted = model_.check_unpin(*id, unpin->address.value(), unpin->length);
       if (p.predicted == mm::Status::Ok) model_.unpin(*id, unpin->address.value(), unpin->length);
@@ -312,11 +328,80 @@ class Judge {
     p.device = before_page != nullptr && before_page->backing == Backing::Device;
     p.predicted_outcome = model_.predict_fault(id, p.va, p.access, p.user);
     if (!mm::resolved(p.predicted_outcome) || p.predicted_outcome == mm::FaultOutcome::Complete) return;
+    // Whether a copy-on-write write copies or takes the frame depends on the
+    // other sharers, whose operations on their own spaces are under other
+    // locks: one in flight elsewhere may be found before or after its share
+    // goes. Then the fault's own answer says which, at its end.
+    const bool cow_break = before_page != nullptr && before_page->backing == Backing::Store && before_page->cow &&
+                           (p.predicted_outcome == mm::FaultOutcome::MapBacking ||
+                            p.predicted_outcome == mm::FaultOutcome::CopyBacking);
+    if (cow_break && busy_elsewhere(c, id)) {
+      const std::optional<mm::FaultOutcome> actual = outcome_ahead(c);
+      if (actual == mm::FaultOutcome::MapBacking || actual == mm::FaultOutcome::CopyBacking) p.predicted_outcome = *actual;
+      contend_others(c);
+    }
     const View old = view_of(before_page);
     if (old.backing == Backing::Store) model_.watch(old.store);
     const std::map<u64, View> before = {{page, old}};
-    model_.fault(id, p.va, p.access);
+    model_.apply_fault(id, p.va, p.predicted_outcome);
     leave_stale(c, id, before);
+  }
+
+  // The outcome the fault now taking effect on CPU `c` will end with (the
+  // history is whole: the judge may read ahead).
+  std::optional<mm::FaultOutcome> outcome_ahead(std::uint32_t c) const {
+    for (std::size_t i = at_ + 1; i < events_->size(); ++i) {
+      const HistoryEvent& e = (*events_)[i];
+      if (e.cpu == c && e.kind == HistoryEvent::Kind::FaultEnd) return static_cast<mm::FaultOutcome>(e.result);
+    }
+    return std::nullopt;
+  }
+
+  // The pages other CPUs' pins and faults under way are unsharing: their
+  // order against this CPU's is unknown too (contended_).
+  void contend_others(std::uint32_t c) {
+    for (std::uint32_t other = 0; other < 64; ++other) {
+      const CpuState& o = cpus_[other];
+      if (other == c || o.pending.kind == Pending::Kind::None) continue;
+      if (o.pending.kind == Pending::Kind::Fault) {
+        if (o.space) contended_.insert({*o.space, o.pending.va & ~(kPage - 1)});
+        continue;
+      }
+      const auto* pin = o.pending.statement != nullptr ? o.pending.statement->as<scenario::PinStmt>() : nullptr;
+      const std::optional<SpaceId> space = pin != nullptr ? id_of(pin->space) : std::nullopt;
+      if (!space) continue;
+      for (u64 va = pin->address.value(); va < pin->address.value() + pin->length; va += kPage) contended_.insert({*space, va});
+    }
+  }
+
+  // Is another CPU in the middle of an operation or fault on another space
+  // than `id` that may change who holds a store (a fault, an unmap, a pin,
+  // a poke, a fork)?
+  bool busy_elsewhere(std::uint32_t c, SpaceId id) const {
+    for (std::uint32_t other = 0; other < 64; ++other) {
+      const CpuState& o = cpus_[other];
+      if (other == c || o.pending.kind == Pending::Kind::None) continue;
+      if (o.pending.kind == Pending::Kind::Fault) {
+        if (o.space != id) return true;
+        continue;
+      }
+      const Statement* s = o.pending.statement;
+      const bool shares = s != nullptr && (s->is<scenario::UnmapStmt>() || s->is<scenario::PinStmt>() ||
+                                           s->is<scenario::PokeStmt>() || s->is<scenario::ForkStmt>());
+      if (shares && space_named(*s) != id) return true;
+    }
+    return false;
+  }
+  std::optional<SpaceId> space_named(const Statement& s) const {
+    std::string name;
+    if (const auto* m = s.as<scenario::MapStmt>()) name = m->space;
+    if (const auto* m = s.as<scenario::UnmapStmt>()) name = m->space;
+    if (const auto* m = s.as<scenario::ProtectStmt>()) name = m->space;
+    if (const auto* m = s.as<scenario::PinStmt>()) name = m->space;
+    if (const auto* m = s.as<scenario::UnpinStmt>()) name = m->space;
+    if (const auto* m = s.as<scenario::PokeStmt>()) name = m->space;
+    if (const auto* m = s.as<scenario::ForkStmt>()) name = m->parent;
+    return name.empty() ? std::nullopt : id_of(name);
   }
 
   void end_fault(std::uint32_t c, mm::FaultOutcome actual) {
@@ -391,6 +476,10 @@ class Judge {
     for (const View& v : views) {
       if (frame_fits(v, frame) && (access != mm::Access::Read || may_hold(v, slot, e.value))) fits.push_back(v);
     }
+    if (fits.empty() && settle_contended(id, page, frame, access, slot, e.value)) {
+      return judge_access(e);  // again, with the page's store where the core put it
+    }
+    contended_.erase({id, page});
     if (fits.empty()) {
       std::string allowed;
       for (const View& v : views) {
@@ -432,6 +521,31 @@ class Judge {
         if (from == used->store) uncertain_[{to, slot}].insert(e.value);
       }
     }
+  }
+
+  // A page in contended_ accessed through a frame its store is not bound
+  // to: the core settled the race the other way. Its store kept by the model
+  // but copied by the core: the page gets a copy (same values). Its copy
+  // made by the model while the core kept the frame (which the model gave
+  // another sharer): the frame's binding moves to this page's store, and
+  // the other sharer's store is bound again at its own next access. Then
+  // the access is judged again.
+  bool settle_contended(SpaceId id, u64 page, u64 frame, mm::Access access, int slot, u64 value) {
+    if (contended_.erase({id, page}) == 0) return false;
+    const VmModel::Page* p = model_.page(id, page);
+    if (p == nullptr || p->backing != Backing::Store) return false;
+    if (access == mm::Access::Read && value_of(view_of(p), slot) != value) return false;
+    if (frame == zero_frame_) return false;
+    const auto bound = frame_of_store_.find(p->store);
+    if (bound != frame_of_store_.end()) {
+      model_.split(id, page);  // the model's page kept a frame the core copied away from
+    } else {
+      const auto holder = store_of_frame_.find(frame);
+      if (holder == store_of_frame_.end()) return false;
+      frame_of_store_.erase(holder->second);
+      store_of_frame_.erase(holder);
+    }
+    return true;
   }
 
   // Can `v` hold `value` in `slot`: its value, or one of those a fork's
@@ -523,6 +637,8 @@ class Judge {
   const scenario::Scenario& scenario_;
   emu::Machine& machine_;
   const u64 zero_frame_;
+  const std::vector<HistoryEvent>* events_ = nullptr;
+  std::size_t at_ = 0;  // the event being judged
   VmModel model_;
   std::map<std::string, SpaceId> ids_;
   CpuState cpus_[64];
@@ -532,6 +648,7 @@ class Judge {
   // page; and the values a copy's slot may hold until a read says which.
   std::vector<std::pair<u64, u64>> copying_[64];
   std::map<std::pair<u64, int>, std::set<u64>> uncertain_;
+  std::set<std::pair<SpaceId, u64>> contended_;  // (space, page): settle_contended
   std::map<u64, u64> frame_of_store_;
   std::map<u64, u64> store_of_frame_;
   bool stopped_ = false;

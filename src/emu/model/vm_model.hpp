@@ -289,6 +289,20 @@ class VmModel {
     for (u64 va = address; va < address + length; va += kPage) unshare(id, va);
     for (u64 va = address; va < address + length; va += kPage) ++page_at(id, va).pins;
   }
+  // The page's store becomes a copy of its own with the same values (a
+  // judge learning that the core copied where the model's order had the page
+  // take the store as its last holder).
+  void split(SpaceId id, u64 va) {
+    Page& p = page_at(id, va);
+    if (p.backing != Backing::Store) failure("split of a page without a store", va);
+    u64 values[kSlots];
+    for (int s = 0; s < kSlots; ++s) values[s] = store(p.store).value[s];
+    const u32 pins = p.pins;
+    drop_backing(p);
+    give_store(p, Sharing::Private, values);
+    p.pins = pins;
+  }
+
   // Would pin's populate change this page? (It has no frame of its own yet.)
   bool needs_unshare(SpaceId id, u64 va) const {
     const Page* p = page(id, va);
@@ -365,8 +379,14 @@ class VmModel {
   }
 
   // Applies a fault that predict_fault says resolves (or Complete).
-  void fault(SpaceId id, u64 va, mm::Access access) {
-    const mm::FaultOutcome outcome = predict_fault(id, va, access, /*user=*/false);
+  void fault(SpaceId id, u64 va, mm::Access access) { apply_fault(id, va, predict_fault(id, va, access, /*user=*/false)); }
+  // Applies a fault's `outcome`, which may differ from the prediction in one
+  // way only: a write to a copy-on-write page copied (CopyBacking) or took
+  // the store (MapBacking) while another space sharing the store was
+  // dropping its share concurrently (a judge that cannot order the two says
+  // which happened). Taking the store while others still hold it leaves
+  // them holding it until their drops are applied.
+  void apply_fault(SpaceId id, u64 va, mm::FaultOutcome outcome) {
     Page& p = page_at(id, va);
     switch (outcome) {
       case mm::FaultOutcome::Complete:
@@ -377,6 +397,7 @@ class VmModel {
       case mm::FaultOutcome::MapBacking:
         if (p.backing == Backing::Device) return;
         if (p.backing == Backing::Store) {
+          if (p.cow && store(p.store).holders > 1 && store(p.store).sharing == Sharing::Private) --commitments_;
           p.cow = false;  // the only holder takes its frame back
         } else {
           const u64 zeros[kSlots] = {};

@@ -28,7 +28,8 @@ FaultOutcome AddressSpace<P>::handle_fault(VirtAddr address, Access access, Acce
 // With Unshare::Yes (pin's populate, Linux's FAULT_FLAG_UNSHARE) the page
 // ends with a frame of its own whatever the access: never the zero frame,
 // never one shared copy-on-write, so that the pinned frame stays the one
-// this page maps. A pinned region's later faults do the same.
+// this page maps. A pinned region's first touch of a page does the same (a
+// page pin skipped, PROT_NONE then, keeps what it had until it is written).
 template <Platform P>
 FaultOutcome AddressSpace<P>::fault_locked(VirtAddr address, Access access, AccessMode mode, Batch& batch,
                                            Unshare unshare) {
@@ -43,7 +44,6 @@ FaultOutcome AddressSpace<P>::fault_locked(VirtAddr address, Access access, Acce
   if (region->prot == Prot::None || !allows(region->prot, need)) {
     return FaultOutcome::Segv;
   }
-  if (region->pins > 0) unshare = Unshare::Yes;
   const VirtAddr page(align_down(address.value(), kPageSize));
   const Result<Translation> now = tables_.query(page);
   if (!now.ok()) {
@@ -85,7 +85,8 @@ FaultOutcome AddressSpace<P>::map_backing_locked(const Region& region, VirtAddr 
     if (tables_.set_leaf(page, leaf_for(region, device, 0), batch) != Status::Ok) return FaultOutcome::OutOfMemory;
     return FaultOutcome::MapBacking;
   }
-  if (access != Access::Write && region.fork == ForkPolicy::Private && unshare == Unshare::No) {
+  // A pinned region's first touch gives the page a frame of its own too.
+  if (access != Access::Write && region.fork == ForkPolicy::Private && unshare == Unshare::No && region.pins == 0) {
     if (tables_.set_leaf(page, leaf_for(region, vm_.zero_frame(), 0), batch) != Status::Ok) {
       return FaultOutcome::OutOfMemory;
     }
