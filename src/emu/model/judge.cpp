@@ -479,7 +479,6 @@ class Judge {
     if (fits.empty() && settle_contended(id, page, frame, access, slot, e.value)) {
       return judge_access(e);  // again, with the page's store where the core put it
     }
-    contended_.erase({id, page});
     if (fits.empty()) {
       std::string allowed;
       for (const View& v : views) {
@@ -506,6 +505,9 @@ class Judge {
       }
     }
     if (fits.size() == 1) bind(*used, frame);
+    // An access through the page's current translation settles a contended
+    // page (one through a stale translation says nothing of the current one).
+    if (used->backing == Backing::Store && *used == view_of(model_.page(id, page))) contended_.erase({id, page});
     if (slot < 0 || used->backing == Backing::Zero) return;
     if (access == mm::Access::Read && used->backing == Backing::Store && uncertain_.count({used->store, slot})) {
       model_.write_store(used->store, slot, e.value);  // the copy held this one of its possible values
