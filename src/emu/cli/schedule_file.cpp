@@ -19,9 +19,6 @@ namespace {
 
 constexpr std::string_view kMagic = "pagelab-schedule";
 constexpr std::uint32_t kVersion = 1;
-// A bound on `steps` so that a corrupt count cannot ask for gigabytes: 2^30
-// choices are 4 GiB of schedule, far beyond any scenario's run.
-constexpr std::uint64_t kMaxSteps = std::uint64_t{1} << 30;
 constexpr TextLimits kRecordLimits{kMaxRecordLineBytes, kMaxRecordBytes, "a schedule record"};
 
 // Decimal digits only, the whole of `text`, no overflow.
@@ -164,7 +161,9 @@ class Reader {
       if (!parse_decimal(value, n) || n == 0 || n > 64) return bad_value(number, key, value, "a number from 1 to 64");
       record_.cpus = static_cast<std::uint32_t>(n);
     } else if (key == "steps") {
-      if (!parse_decimal(value, n) || n > kMaxSteps) return bad_value(number, key, value, fmt::format("a number up to {}", kMaxSteps));
+      if (!parse_decimal(value, n) || n > kMaxRecordSteps) {
+        return bad_value(number, key, value, fmt::format("a number up to {}", kMaxRecordSteps));
+      }
       steps_ = n;
     }
     return true;
@@ -286,6 +285,11 @@ std::string format_schedule_record(const ScheduleRecord& record) {
 bool write_schedule_record(const std::string& path, const ScheduleRecord& record, std::string& error) {
   if (record.scenario.find_first_of("\r\n") != std::string::npos) {
     error = "the scenario's path holds a line break: it cannot be recorded";
+    return false;
+  }
+  if (record.schedule.size() > kMaxRecordSteps) {
+    error = fmt::format("{}: the record of {} choices would hold more than replay reads ({})", path,
+                        record.schedule.size(), kMaxRecordSteps);
     return false;
   }
   const std::string text = format_schedule_record(record);
