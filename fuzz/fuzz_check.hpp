@@ -54,6 +54,18 @@ inline std::string_view line_of(std::string_view text, std::uint64_t number) {
   return text.substr(start, stop == std::string_view::npos ? std::string_view::npos : stop - start);
 }
 
+// An error is one line a terminal shows as it is: no control byte but tab
+// (bytes from 0x80 are left alone: a path may be UTF-8).
+inline std::optional<std::string> printable_line(const std::string& error) {
+  for (const char c : error) {
+    const auto byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20 && c != '\t') || byte == 0x7f) {
+      return failure("the error holds a control byte " + std::to_string(byte) + ", not one line of printable text", error);
+    }
+  }
+  return std::nullopt;
+}
+
 // What is wrong with `error` as `FILE:LINE[:COL]: error: MESSAGE` of one
 // line, LINE at most `max_line`; nullopt when nothing is.
 inline std::optional<std::string> line_error_form(const std::string& error, std::string_view file, std::uint64_t max_line) {
@@ -67,10 +79,7 @@ inline std::optional<std::string> line_error_form(const std::string& error, std:
   if (rest.substr(0, 8) != " error: " || rest.size() == 8) {
     return failure("the error is not FILE:LINE[:COL]: error: MESSAGE", error);
   }
-  if (error.find_first_of(std::string_view("\n\r\0", 3)) != std::string::npos) {
-    return failure("the error is not one line of text", error);
-  }
-  return std::nullopt;
+  return printable_line(error);
 }
 
 }  // namespace pagelab::fuzz_inputs

@@ -35,9 +35,7 @@ Report check_error(const ParseError& error, std::string_view text) {
     return failure("the error's column is outside its line", line);
   }
   if (error.message.empty()) return failure("the error has no message", line);
-  if (line.find_first_of(std::string_view("\n\r\0", 3)) != std::string::npos) {
-    return failure("the error is not one line of text", line);
-  }
+  if (Report not_printable = pagelab::fuzz_inputs::printable_line(line)) return not_printable;
   const std::string prefix =
       std::string(kFile) + ":" + std::to_string(error.line) + ":" + std::to_string(error.column) + ": error: ";
   if (line.rfind(prefix, 0) != 0 || line.size() == prefix.size()) {

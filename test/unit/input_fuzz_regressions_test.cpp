@@ -18,6 +18,8 @@
 #include "emu/cli/lackey_replay.hpp"
 #include "emu/cli/schedule_file.hpp"
 #include "emu/hw/tlb_geometry.hpp"
+#include "emu/machine/emu_platform.hpp"
+#include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/lexer.hpp"
 #include "emu/scenario/parser.hpp"
 #include "emu/scenario/printer.hpp"
@@ -94,9 +96,9 @@ TEST(InputFuzzRegressions, ScheduleFindingsAndSeedsKeepTheirProperties) {
 
 // ---- scenario ----------------------------------------------------------------
 
-std::string nested_repeats(std::size_t depth) {
+std::string nested_repeats(std::size_t depth, int count = 2) {
   std::string text = "machine cpus=1 ram=16M\nspace a\nmap a 0x400000 4K rw\ncpu 0\nuse a\n";
-  for (std::size_t i = 0; i < depth; ++i) text += "repeat 2\n";
+  for (std::size_t i = 0; i < depth; ++i) text += "repeat " + std::to_string(count) + "\n";
   text += "write 0x400000 1\n";
   for (std::size_t i = 0; i < depth; ++i) text += "end\n";
   return text + "end\n";
@@ -111,6 +113,14 @@ TEST(InputFuzzRegressions, RepeatsNestAtMost64Deep) {
   EXPECT_EQ(scenario::print_scenario(scenario::parse_scenario(scenario::print_scenario(ok.scenario()), "p").scenario()),
             scenario::print_scenario(ok.scenario()));
   EXPECT_FALSE(scenario_properties(deepest).has_value());
+  // The deepest runs, on its CPU's fiber stack (under the sanitizers too).
+  const scenario::ParseResult once = scenario::parse_scenario(nested_repeats(scenario::kMaxRepeatNesting, 1), "deep.scenario");
+  ASSERT_TRUE(once.ok()) << once.error().to_string();
+  emu::RunOptions options;
+  options.trace = false;
+  const emu::RunResult run = emu::run_scenario(once.scenario(), options);
+  emu::cpu_context = emu::CpuContext{};  // the run's machine is gone
+  EXPECT_EQ(run.exit_code, 0) << run.report;
   for (const std::size_t depth : {std::size_t{65}, std::size_t{700}, std::size_t{100000}}) {
     const scenario::ParseResult deep = scenario::parse_scenario(nested_repeats(depth), "deep.scenario");
     ASSERT_FALSE(deep.ok()) << depth;
@@ -172,6 +182,30 @@ TEST(InputFuzzRegressions, LackeyAccessesAreAtMostAPage) {
 }
 
 // ---- schedule records --------------------------------------------------------
+
+// An unknown key of carriage returns and other control bytes was quoted as
+// it was: an error that rewrites the terminal's line. Quoted as \xNN now.
+TEST(InputFuzzRegressions, RecordErrorsQuoteControlBytesPrintably) {
+  std::string error;
+  EXPECT_FALSE(emu::parse_schedule_record("pagelab-schedule 1\nsee\rd\x1b[2J 1\n", "r", error).has_value());
+  EXPECT_EQ(error, "r:2: error: unknown key 'see\\x0dd\\x1b[2J' (expected scenario, scenario-fnv1a64, seed, strategy, "
+                   "allow-unsafe, keep-spaces, shootdown, inject, cpus, steps or schedule)");
+  EXPECT_FALSE(emu::parse_schedule_record("pagelab-schedule 1\nstrategy pct:\x07\n", "r", error).has_value());
+  EXPECT_EQ(error.find('\x07'), std::string::npos) << error;
+}
+
+// Found by pagelab-fuzz-schedule, not fixed here: the reader keeps `inject`
+// as InjectionSpec::text() writes it, which prints a probability below 1e-4
+// as `1e-05`, and add_injection (both in src/emu/machine/fault_injection.cpp)
+// refuses that; so `pagelab run --inject spec-fill:0.00001 --record R`
+// writes a record `pagelab replay R` rejects, and every reproduce command
+// printed with such an --inject fails. Enable this, and move the input from
+// pending/ to schedule/, once text() writes what add_injection reads.
+TEST(InputFuzzRegressions, DISABLED_TinyInjectProbabilityRoundTrips) {
+  const std::optional<std::string> report =
+      schedule_properties(read_bytes(kRegressions / "pending/schedule-inject-tiny-probability.schedule"));
+  EXPECT_FALSE(report.has_value()) << report.value_or("");
+}
 
 std::string record_with_steps(const std::string& steps, const std::string& entries) {
   return "pagelab-schedule 1\nscenario s.scenario\nseed 1\nstrategy random\nallow-unsafe no\nkeep-spaces no\ncpus 2\n"

@@ -34,6 +34,22 @@ bool parse_hex64(std::string_view text, std::uint64_t& out) {
   return ec == std::errc() && end == text.data() + text.size();
 }
 
+// An error quotes the record's bytes, and a terminal shows the error: a
+// control byte (a carriage return, an escape sequence) is written \xNN.
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20 && c != '\t') || byte == 0x7f) {
+      out += fmt::format("\\x{:02x}", byte);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
@@ -71,7 +87,7 @@ class Reader {
   enum class State : std::uint8_t { Magic, Header, Entries, Done };
 
   std::nullopt_t fail(std::uint32_t line, const std::string& message) {
-    error_ = fmt::format("{}:{}: error: {}", file_, line, message);
+    error_ = fmt::format("{}:{}: error: {}", file_, line, printable(message));
     return std::nullopt;
   }
 
