@@ -19,6 +19,7 @@
 #include "emu/cli/schedule_file.hpp"
 #include "emu/hw/tlb_geometry.hpp"
 #include "emu/machine/emu_platform.hpp"
+#include "emu/machine/fault_injection.hpp"
 #include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/lexer.hpp"
 #include "emu/scenario/parser.hpp"
@@ -194,17 +195,36 @@ TEST(InputFuzzRegressions, RecordErrorsQuoteControlBytesPrintably) {
   EXPECT_EQ(error.find('\x07'), std::string::npos) << error;
 }
 
-// Found by pagelab-fuzz-schedule, not fixed here: the reader keeps `inject`
-// as InjectionSpec::text() writes it, which prints a probability below 1e-4
-// as `1e-05`, and add_injection (both in src/emu/machine/fault_injection.cpp)
-// refuses that; so `pagelab run --inject spec-fill:0.00001 --record R`
-// writes a record `pagelab replay R` rejects, and every reproduce command
-// printed with such an --inject fails. Enable this, and move the input from
-// pending/ to schedule/, once text() writes what add_injection reads.
-TEST(InputFuzzRegressions, DISABLED_TinyInjectProbabilityRoundTrips) {
-  const std::optional<std::string> report =
-      schedule_properties(read_bytes(kRegressions / "pending/schedule-inject-tiny-probability.schedule"));
-  EXPECT_FALSE(report.has_value()) << report.value_or("");
+// pagelab-fuzz-schedule: a record with `inject spec-fill:0.000018446744...`
+// parsed, and re-formatted to `spec-fill:1.8446744073709547e-05`, which the
+// reader refused: it kept InjectionSpec::text() of the spec, and text()
+// writes a probability below 1e-4 in exponent form, which add_injection does
+// not read. The reader keeps the text it checked now.
+TEST(InputFuzzRegressions, RecordKeepsItsInjectAsWritten) {
+  std::string error;
+  const std::string text = "pagelab-schedule 1\nscenario s\nseed 1\nstrategy random\nallow-unsafe no\nkeep-spaces no\n"
+                           "inject spec-fill:0.00001,alloc-fail@3\ncpus 1\nsteps 0\nschedule\nend\n";
+  const std::optional<emu::ScheduleRecord> record = emu::parse_schedule_record(text, "r", error);
+  ASSERT_TRUE(record.has_value()) << error;
+  EXPECT_EQ(record->inject, "spec-fill:0.00001,alloc-fail@3");
+  EXPECT_NE(emu::format_schedule_record(*record).find("\ninject spec-fill:0.00001,alloc-fail@3\n"), std::string::npos);
+  EXPECT_FALSE(schedule_properties(text).has_value());
+}
+
+// The same bug on the writer's side, in src/emu/machine/fault_injection.cpp
+// (not the readers' to change): `pagelab run --inject spec-fill:0.00001
+// --record R` writes `inject spec-fill:1e-05`, which `pagelab replay R`
+// refuses, and every reproduce command printed with such an --inject fails.
+// Enable once InjectionSpec::text() writes what add_injection reads.
+TEST(InputFuzzRegressions, DISABLED_InjectionSpecTextParsesBack) {
+  for (const char* argument : {"spec-fill:0.00001", "evict:0.0000184467440737095", "spec-fill:0.25,evict:1"}) {
+    emu::InjectionSpec spec;
+    std::string error;
+    ASSERT_TRUE(emu::add_injection(argument, spec, error)) << error;
+    emu::InjectionSpec again;
+    EXPECT_TRUE(emu::add_injection(spec.text(), again, error)) << error;
+    EXPECT_EQ(again.text(), spec.text());
+  }
 }
 
 std::string record_with_steps(const std::string& steps, const std::string& entries) {

@@ -172,7 +172,11 @@ class Reader {
       InjectionSpec spec;
       std::string why;
       if (!add_injection(value, spec, why)) return bad_value(number, key, value, "fault injections (docs/EMULATOR.md): " + why);
-      record_.inject = spec.text();
+      // Kept as written, once add_injection took it: replay hands it to
+      // add_injection again, and the record re-formats to what it read.
+      // (Rewritten through InjectionSpec::text(), a spec-fill:0.00001 came
+      // back as spec-fill:1e-05, which add_injection refuses.)
+      record_.inject = std::string(value);
     } else if (key == "cpus") {
       if (!parse_decimal(value, n) || n == 0 || n > 64) return bad_value(number, key, value, "a number from 1 to 64");
       record_.cpus = static_cast<std::uint32_t>(n);

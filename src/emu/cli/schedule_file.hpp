@@ -74,7 +74,9 @@ struct ScheduleRecord {
   // A shootdown policy given on the command line instead of the scenario's
   // `option shootdown=` (a name of scenario::kShootdownPolicies).
   std::optional<std::string> shootdown;
-  // The run's --inject (InjectionSpec::text(): the specs, comma-separated).
+  // The run's --inject, the specs comma-separated: as InjectionSpec::text()
+  // wrote them for a record of a run, as the file holds them (checked with
+  // add_injection) for a record read.
   std::optional<std::string> inject;
   std::uint32_t cpus = 1;
   std::vector<std::uint32_t> schedule;
