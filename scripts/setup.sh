@@ -4,6 +4,9 @@
 #
 #   scripts/setup.sh           what building, testing and booting need
 #   scripts/setup.sh --plots   also what scripts/bench.sh draws its plots with
+#   scripts/setup.sh --fuzz    also what scripts/fuzz-inputs.sh builds with (Clang 14 and its
+#                              libFuzzer, ASan and UBSan runtimes)
+# The flags combine: scripts/setup.sh --plots --fuzz.
 set -euo pipefail
 
 packages=(
@@ -11,9 +14,13 @@ packages=(
   libgtest-dev libbenchmark-dev libspdlog-dev libboost-dev libcli11-dev nlohmann-json3-dev
   qemu-system-x86
 )
-if [ "${1:-}" = "--plots" ]; then
-  packages+=(python3-matplotlib)
-fi
+for flag in "$@"; do
+  case $flag in
+    --plots) packages+=(python3-matplotlib) ;;
+    --fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    *) echo "setup: unknown option '$flag' (try --plots, --fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

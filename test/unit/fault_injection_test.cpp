@@ -178,6 +178,7 @@ TEST(FaultInjectionSpec, ParsesEveryKindAndPrintsItBack) {
   EXPECT_TRUE(emu::InjectionSpec{}.empty());
   EXPECT_EQ(spec_of("spec-fill:.5").spec_fill, 0.5);
   EXPECT_EQ(spec_of("evict:0").evict, 0.0);
+  EXPECT_EQ(spec_of("evict:1e-3").evict, 0.001);
   EXPECT_EQ(spec_of("ipi-delay:0").ipi_delay, 0u);
 }
 
@@ -190,7 +191,11 @@ TEST(FaultInjectionSpec, RejectsBadSpecsNamingTheArgument) {
       {"spec-fill:1.5", "from 0 to 1"},
       {"spec-fill:-0.1", "from 0 to 1"},
       {"evict:nan", "from 0 to 1"},
-      {"evict:1e-3", "from 0 to 1"},
+      {"evict:1e", "from 0 to 1"},
+      {"evict:1e-", "from 0 to 1"},
+      {"evict:e-3", "from 0 to 1"},
+      {"evict:1e3", "from 0 to 1"},
+      {"evict:1e-3x", "from 0 to 1"},
       {"evict:.", "from 0 to 1"},
       {"ipi-delay:10001", "from 0 to 10000"},
       {"ipi-delay:k", "from 0 to 10000"},

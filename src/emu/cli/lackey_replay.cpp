@@ -183,11 +183,11 @@ bool LackeyReplayer::feed_line(std::string_view line, std::string& error) {
   u64 size = 0;
   digits = 0;
   for (; pos < line.size() && line[pos] >= '0' && line[pos] <= '9'; ++pos, ++digits) {
-    if (digits == 9) {
-      error = "the size is too large";
+    size = size * 10 + static_cast<u64>(line[pos] - '0');
+    if (size > kMaxLackeyAccessBytes) {
+      error = fmt::format("the size is larger than {} bytes (lackey's are at most 512)", kMaxLackeyAccessBytes);
       return false;
     }
-    size = size * 10 + static_cast<u64>(line[pos] - '0');
   }
   if (digits == 0 || size == 0) {
     error = "expected a decimal size of at least 1 after ','";

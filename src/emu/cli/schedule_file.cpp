@@ -19,9 +19,6 @@ namespace {
 
 constexpr std::string_view kMagic = "pagelab-schedule";
 constexpr std::uint32_t kVersion = 1;
-// A bound on `steps` so that a corrupt count cannot ask for gigabytes: 2^30
-// choices are 4 GiB of schedule, far beyond any scenario's run.
-constexpr std::uint64_t kMaxSteps = std::uint64_t{1} << 30;
 constexpr TextLimits kRecordLimits{kMaxRecordLineBytes, kMaxRecordBytes, "a schedule record"};
 
 // Decimal digits only, the whole of `text`, no overflow.
@@ -35,6 +32,22 @@ bool parse_hex64(std::string_view text, std::uint64_t& out) {
   if (text.size() != 16) return false;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out, 16);
   return ec == std::errc() && end == text.data() + text.size();
+}
+
+// An error quotes the record's bytes, and a terminal shows the error: a
+// control byte (a carriage return, an escape sequence) is written \xNN.
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20 && c != '\t') || byte == 0x7f) {
+      out += fmt::format("\\x{:02x}", byte);
+    } else {
+      out += c;
+    }
+  }
+  return out;
 }
 
 std::string_view trim(std::string_view s) {
@@ -74,7 +87,7 @@ class Reader {
   enum class State : std::uint8_t { Magic, Header, Entries, Done };
 
   std::nullopt_t fail(std::uint32_t line, const std::string& message) {
-    error_ = fmt::format("{}:{}: error: {}", file_, line, message);
+    error_ = fmt::format("{}:{}: error: {}", file_, line, printable(message));
     return std::nullopt;
   }
 
@@ -159,12 +172,18 @@ class Reader {
       InjectionSpec spec;
       std::string why;
       if (!add_injection(value, spec, why)) return bad_value(number, key, value, "fault injections (docs/EMULATOR.md): " + why);
-      record_.inject = spec.text();
+      // Kept as written, once add_injection took it: replay hands it to
+      // add_injection again, and the record re-formats to what it read.
+      // (Rewritten through InjectionSpec::text(), a spec-fill:0.00001 came
+      // back as spec-fill:1e-05, which add_injection refuses.)
+      record_.inject = std::string(value);
     } else if (key == "cpus") {
       if (!parse_decimal(value, n) || n == 0 || n > 64) return bad_value(number, key, value, "a number from 1 to 64");
       record_.cpus = static_cast<std::uint32_t>(n);
     } else if (key == "steps") {
-      if (!parse_decimal(value, n) || n > kMaxSteps) return bad_value(number, key, value, fmt::format("a number up to {}", kMaxSteps));
+      if (!parse_decimal(value, n) || n > kMaxRecordSteps) {
+        return bad_value(number, key, value, fmt::format("a number up to {}", kMaxRecordSteps));
+      }
       steps_ = n;
     }
     return true;
@@ -287,6 +306,11 @@ std::string format_schedule_record(const ScheduleRecord& record) {
 bool write_schedule_record(const std::string& path, const ScheduleRecord& record, std::string& error) {
   if (record.scenario.find_first_of("\r\n") != std::string::npos) {
     error = "the scenario's path holds a line break: it cannot be recorded";
+    return false;
+  }
+  if (record.schedule.size() > kMaxRecordSteps) {
+    error = fmt::format("{}: the record of {} choices would hold more than replay reads ({})", path,
+                        record.schedule.size(), kMaxRecordSteps);
     return false;
   }
   const std::string text = format_schedule_record(record);

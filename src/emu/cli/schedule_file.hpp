@@ -19,7 +19,7 @@
 //   shootdown unsafe-no-flush           optional: run's --shootdown (absent: the scenario's own)
 //   inject ipi-delay:2,evict:0.1        optional: run's --inject, comma-separated (absent: none)
 //   cpus 2                              every choice is below this
-//   steps 1234                          how many choices follow
+//   steps 1234                          how many choices follow (at most kMaxRecordSteps)
 //   schedule
 //   0*12 1*3 0 1*40 ...                 CPU or CPU*COUNT (COUNT >= 1), any number a line
 //   end
@@ -57,6 +57,13 @@ inline constexpr std::size_t kMaxRecordLineBytes = 8192;
 // at the usual runs of one CPU: beyond any scenario's run. The writer
 // refuses a record this reader would not read.
 inline constexpr std::size_t kMaxRecordBytes = std::size_t{64} << 20;
+// The choices a record holds, at most: 256 MiB as the replay's input, a run
+// of half a minute at the emulator's 2 million steps a second. Runs of one
+// CPU are written CPU*COUNT, so the bytes do not bound the choices: before
+// this bound (2^30 then), a record of 150 bytes (`steps 1073741824`,
+// `0*1073741824`) made replay allocate 20 GB. The writer refuses a longer
+// record.
+inline constexpr std::uint64_t kMaxRecordSteps = std::uint64_t{1} << 26;
 
 struct ScheduleRecord {
   std::string scenario;                       // the path as `run` was given it
@@ -69,7 +76,9 @@ struct ScheduleRecord {
   // A shootdown policy given on the command line instead of the scenario's
   // `option shootdown=` (a name of scenario::kShootdownPolicies).
   std::optional<std::string> shootdown;
-  // The run's --inject (InjectionSpec::text(): the specs, comma-separated).
+  // The run's --inject, the specs comma-separated: as InjectionSpec::text()
+  // wrote them for a record of a run, as the file holds them (checked with
+  // add_injection) for a record read.
   std::optional<std::string> inject;
   std::uint32_t cpus = 1;
   std::vector<std::uint32_t> schedule;
@@ -88,7 +97,8 @@ std::string format_schedule_record(const ScheduleRecord& record);
 // Writes the record to `path` (replacing it; its directory must exist).
 // False, with a message ("PATH: REASON" for a failed open, write or close),
 // when the path cannot be written, the scenario path holds a newline, or the
-// record would be larger than kMaxRecordBytes.
+// record would hold more than kMaxRecordSteps choices or be larger than
+// kMaxRecordBytes.
 bool write_schedule_record(const std::string& path, const ScheduleRecord& record, std::string& error);
 
 // Parses a record; `file` names it in errors. nullopt, with the first error

@@ -26,13 +26,20 @@ std::optional<std::uint64_t> parse_count(std::string_view text) {
   return value;
 }
 
-// A probability written as DIGITS[.DIGITS] or .DIGITS, in [0, 1].
+// A probability written as DIGITS[.DIGITS] or .DIGITS, with an optional
+// exponent e[+-]DIGITS (InjectionSpec::text() writes the shortest form that
+// reads back to the same double, 1e-05 for 0.00001), in [0, 1].
 std::optional<double> parse_probability(std::string_view text) {
-  const std::size_t dot = text.find('.');
-  const std::string_view whole = text.substr(0, dot);
-  const std::string_view fraction = dot == std::string_view::npos ? std::string_view{} : text.substr(dot + 1);
+  const std::size_t e = text.find_first_of("eE");
+  const std::string_view mantissa = text.substr(0, e);
+  std::string_view exponent = e == std::string_view::npos ? std::string_view{} : text.substr(e + 1);
+  const std::size_t dot = mantissa.find('.');
+  const std::string_view whole = mantissa.substr(0, dot);
+  const std::string_view fraction = dot == std::string_view::npos ? std::string_view{} : mantissa.substr(dot + 1);
   const auto digits = [](std::string_view s) { return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }); };
-  if (text.empty() || text.size() > 32 || !digits(whole) || !digits(fraction) || (whole.empty() && fraction.empty())) {
+  if (!exponent.empty() && (exponent[0] == '-' || exponent[0] == '+')) exponent.remove_prefix(1);
+  if (text.empty() || text.size() > 32 || !digits(whole) || !digits(fraction) || (whole.empty() && fraction.empty()) ||
+      (e != std::string_view::npos && (exponent.empty() || exponent.size() > 4 || !digits(exponent)))) {
     return std::nullopt;
   }
   double value = 0;

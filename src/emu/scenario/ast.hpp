@@ -237,7 +237,14 @@ struct BarrierStmt {
 
 struct Statement;
 
-// repeat N ... end (CPU only; N >= 1; may nest)
+// How deep `repeat`s nest, at most. Everything that walks a program (the
+// runner, the printer, the kernel's compiler, the destructor) recurses once
+// a level, some of it on a CPU's 256 KiB fiber stack: a 9 KB file of 700
+// nested repeats overflowed it (Release build). Generated and written
+// scenarios use one or two levels; the kernel's compiler takes 8.
+inline constexpr u32 kMaxRepeatNesting = 64;
+
+// repeat N ... end (CPU only; N >= 1; may nest, at most kMaxRepeatNesting deep)
 struct RepeatStmt {
   u64 count = 1;
   std::vector<Statement> body;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -294,7 +295,7 @@ class Parser {
     const Token* token = need(c, what, usage_key);
     if (token == nullptr) return false;
     if (!is_name(token->text)) return fail_at(c, *token, "bad address-space name " + quoted(token->text));
-    const SpaceInfo* info = scenario_.find_space(token->text);
+    const SpaceInfo* info = find_space(token->text);
     if (info == nullptr) return fail_at(c, *token, "unknown address space " + quoted(token->text));
     const std::optional<u32> cpu = current_cpu();
     if (info->creator_cpu && cpu && *info->creator_cpu != *cpu) {
@@ -311,7 +312,7 @@ class Parser {
     out = need(c, what, usage_key);
     if (out == nullptr) return false;
     if (!is_name(out->text)) return fail_at(c, *out, "bad address-space name " + quoted(out->text));
-    if (const SpaceInfo* info = scenario_.find_space(out->text); info != nullptr) {
+    if (const SpaceInfo* info = find_space(out->text); info != nullptr) {
       return fail_at(c, *out, "address space " + quoted(out->text) + " already exists (created at line " +
                                   std::to_string(info->where.line) + ")");
     }
@@ -319,7 +320,15 @@ class Parser {
   }
 
   void add_space(const Cursor& c, const Token& name) {
+    space_index_.emplace(std::string(name.text), scenario_.spaces.size());
     scenario_.spaces.push_back(SpaceInfo{std::string(name.text), SourceLocation{c.line(), name.column}, current_cpu()});
+  }
+
+  // Scenario::find_space through the index: a file of many spaces parses
+  // in O(n log n), not O(n^2).
+  const SpaceInfo* find_space(std::string_view name) const {
+    const auto it = space_index_.find(name);
+    return it == space_index_.end() ? nullptr : &scenario_.spaces[it->second];
   }
 
   // `NAME = VALUE` where NAME is already taken: the `=` and the value.
@@ -440,6 +449,11 @@ class Parser {
       if (!number(c, "N", "repeat", count, &token)) return false;
       if (count == 0) return fail_at(c, *token, "repeat count must be at least 1");
       if (!finish(c, "repeat")) return false;
+      // frames_ holds the cpu block, then the open repeats: this one nests frames_.size() deep.
+      if (frames_.size() > kMaxRepeatNesting) {
+        return fail(where, "repeats nest at most " + std::to_string(kMaxRepeatNesting) + " deep (this one is " +
+                               std::to_string(frames_.size()) + " deep)");
+      }
       Frame inner;
       inner.where = where;
       inner.cpu = frame.cpu;
@@ -909,23 +923,25 @@ class Parser {
         first = ParseError{scenario_.file, where.line, where.column, std::move(message)};
       }
     };
+    // Per name, in order of first use; per CPU (at most kMaxCpus of them),
+    // in order of first use: the times it is reached and where first. One
+    // pass over the uses (the names point into barriers_, which stays put).
     std::vector<std::string_view> names;
+    std::map<std::string_view, std::vector<BarrierUse>, std::less<>> uses_of;
     for (const BarrierUse& use : barriers_) {
-      if (std::find(names.begin(), names.end(), use.name) == names.end()) names.push_back(use.name);
+      const auto [entry, first_use] = uses_of.try_emplace(use.name);
+      if (first_use) names.push_back(use.name);
+      std::vector<BarrierUse>& per_cpu = entry->second;
+      auto it = std::find_if(per_cpu.begin(), per_cpu.end(), [&](const BarrierUse& u) { return u.cpu == use.cpu; });
+      if (it == per_cpu.end()) {
+        per_cpu.push_back(use);
+      } else {
+        it->times = it->times > std::numeric_limits<u64>::max() - use.times ? std::numeric_limits<u64>::max()
+                                                                            : it->times + use.times;
+      }
     }
     for (const std::string_view name : names) {
-      // Per CPU, in order of first use: the times it is reached and where first.
-      std::vector<BarrierUse> per_cpu;
-      for (const BarrierUse& use : barriers_) {
-        if (use.name != name) continue;
-        auto it = std::find_if(per_cpu.begin(), per_cpu.end(), [&](const BarrierUse& u) { return u.cpu == use.cpu; });
-        if (it == per_cpu.end()) {
-          per_cpu.push_back(use);
-        } else {
-          it->times = it->times > std::numeric_limits<u64>::max() - use.times ? std::numeric_limits<u64>::max()
-                                                                              : it->times + use.times;
-        }
-      }
+      const std::vector<BarrierUse>& per_cpu = uses_of.find(name)->second;
       if (per_cpu.size() == 1) {
         report(per_cpu[0].where, "barrier " + quoted(name) + " is named only by cpu " + std::to_string(per_cpu[0].cpu) +
                                      ": a barrier needs two or more CPUs");
@@ -954,6 +970,7 @@ class Parser {
   Phase phase_ = Phase::Start;
   std::vector<Frame> frames_;  // open cpu block, then open repeats, innermost last
   std::vector<BarrierUse> barriers_;
+  std::map<std::string, std::size_t, std::less<>> space_index_;  // name -> index in scenario_.spaces
 };
 
 }  // namespace
