@@ -8,10 +8,12 @@
 // presets, three allocators, with and without PCIDs and paging-structure
 // caches).
 //
-// BM_Fuzz_Reuse is what the campaign does: the worker's RunWorkspace
+// BM_Fuzz_Judged is what the campaign does: the worker's RunWorkspace
 // restarts the last run's machine for the next, exchanging its RAM and CPUs
-// for kept ones when the next has another shape. BM_Fuzz builds and tears
-// down a machine for every run, for comparison.
+// for kept ones when the next has another shape, and the reference model
+// judges every run (RunOptions::judge). BM_Fuzz_Reuse is the same without
+// the judge, BM_Fuzz without the judge and building and tearing down a
+// machine for every run, for comparison.
 //
 // Items are cases. Counters: runs_per_second; host_minor_faults_per_run
 // (getrusage RUSAGE_THREAD, building included); reset_ns, the mean time of
@@ -46,10 +48,11 @@ scenario::Scenario generated_case(std::uint64_t index) {
   return parsed.ok() ? std::move(parsed).scenario() : scenario::Scenario{};
 }
 
-void fuzz_cases(benchmark::State& state, bool reuse) {
+void fuzz_cases(benchmark::State& state, bool reuse, bool judge) {
   emu::RunWorkspace workspace;
   emu::RunOptions options;
   options.trace = false;
+  options.judge = judge;
   options.workspace = reuse ? &workspace : nullptr;
   const emu::RunWorkspace::Stats before = workspace.stats();
   const std::uint64_t faults_before = host_minor_faults();
@@ -81,11 +84,14 @@ void fuzz_cases(benchmark::State& state, bool reuse) {
   }
 }
 
-void BM_Fuzz(benchmark::State& state) { fuzz_cases(state, /*reuse=*/false); }
+void BM_Fuzz(benchmark::State& state) { fuzz_cases(state, /*reuse=*/false, /*judge=*/false); }
 BENCHMARK(BM_Fuzz)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-void BM_Fuzz_Reuse(benchmark::State& state) { fuzz_cases(state, /*reuse=*/true); }
+void BM_Fuzz_Reuse(benchmark::State& state) { fuzz_cases(state, /*reuse=*/true, /*judge=*/false); }
 BENCHMARK(BM_Fuzz_Reuse)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+void BM_Fuzz_Judged(benchmark::State& state) { fuzz_cases(state, /*reuse=*/true, /*judge=*/true); }
+BENCHMARK(BM_Fuzz_Judged)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace pagelab::bench

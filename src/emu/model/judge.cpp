@@ -2,11 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <set>
 #include <vector>
+
+#include <boost/container/small_vector.hpp>
 
 #include "emu/machine/machine.hpp"
 #include "emu/model/vm_model.hpp"
@@ -52,7 +55,8 @@ std::string status_name(mm::Status s) { return mm::errno_name(s); }
 class Judge {
  public:
   Judge(const scenario::Scenario& scenario, emu::Machine& machine)
-      : scenario_(scenario), machine_(machine), zero_frame_(machine.vm().zero_frame().value()) {}
+      : scenario_(scenario), machine_(machine), zero_frame_(machine.vm().zero_frame().value()),
+        dump_(std::getenv("PAGELAB_JUDGE_DUMP") != nullptr) {}
 
   JudgeResult run(const History& history) {
     events_ = &history.events();
@@ -99,7 +103,7 @@ class Judge {
 
   void step(const HistoryEvent& e) {
     CpuState& cpu = cpus_[e.cpu];
-    if (std::getenv("PAGELAB_JUDGE_DUMP")) {
+    if (dump_) {
       static const char* kKinds[] = {"stmt", "op", "fault", "effect", "op-end", "fault-end", "access"};
       std::fprintf(stderr, "judge: cpu%u %-9s va=%#lx acc=%u val=%#lx pa=%#lx res=%u %s\n", e.cpu, kKinds[static_cast<int>(e.kind)],
                    e.va, e.access, e.value, e.physical, e.result,
@@ -150,20 +154,28 @@ class Judge {
     }
   }
 
-  // Every page of a space, as views, each store watched (kept alive) while
-  // the operation changes the model: afterwards the pages whose view
-  // changed leave their old one stale until the operation returns
-  // (leave_stale), and the rest are let go.
-  std::map<u64, View> views(SpaceId id) {
-    std::map<u64, View> out;
-    for (const auto& [va, page] : model_.pages(id)) {
-      const View v = view_of(&page);
+  // The pages of a space in [lo, hi), as views, each store watched (kept
+  // alive) while the operation changes the model: afterwards the pages whose
+  // view changed leave their old one stale until the operation returns
+  // (leave_stale), and the rest are let go. An operation changes the views
+  // of its own range only (a fork, of the whole parent), so that is all it
+  // snapshots: the snapshot is most of the judge's time otherwise.
+  using Views = std::vector<std::pair<u64, View>>;  // sorted by address
+  Views views(SpaceId id, u64 lo = 0, u64 hi = ~u64{0}) {
+    Views out;
+    const VmModel::Pages& pages = model_.pages(id);
+    for (auto it = pages.lower_bound(lo); it != pages.end() && it->first < hi; ++it) {
+      const View v = view_of(&it->second);
       if (v.backing == Backing::Store) model_.watch(v.store);
-      out[va] = v;
+      out.emplace_back(it->first, v);
     }
     return out;
   }
-  void leave_stale(std::uint32_t c, SpaceId id, const std::map<u64, View>& before) {
+  static const View* find_view(const Views& views, u64 va) {
+    const auto it = std::lower_bound(views.begin(), views.end(), va, [](const auto& e, u64 v) { return e.first < v; });
+    return it != views.end() && it->first == va ? &it->second : nullptr;
+  }
+  void leave_stale(std::uint32_t c, SpaceId id, const Views& before) {
     for (const auto& [va, old] : before) {
       const bool stale = old.maps() && view_of(model_.page(id, va)) != old;
       if (stale) {
@@ -210,7 +222,7 @@ class Judge {
         p.predicted = mm::Status::NotFound;
         return;
       }
-      const std::map<u64, View> before = views(*parent);
+      const Views before = views(*parent);
       const SpaceId child = model_.create_space();
       ids_[f->child] = child;
       model_.fork(*parent, child);
@@ -230,18 +242,20 @@ class Judge {
       return;
     }
     std::string name;
-    if (const auto* m = s.as<scenario::MapStmt>()) name = m->space;
-    if (const auto* m = s.as<scenario::UnmapStmt>()) name = m->space;
-    if (const auto* m = s.as<scenario::ProtectStmt>()) name = m->space;
-    if (const auto* m = s.as<scenario::PinStmt>()) name = m->space;
-    if (const auto* m = s.as<scenario::UnpinStmt>()) name = m->space;
-    if (const auto* m = s.as<scenario::PokeStmt>()) name = m->space;
+    u64 lo = 0, length = 0;
+    const auto range = [&](const auto* st) { name = st->space, lo = st->address.value(), length = st->length; };
+    if (const auto* m = s.as<scenario::MapStmt>()) range(m);
+    if (const auto* m = s.as<scenario::UnmapStmt>()) range(m);
+    if (const auto* m = s.as<scenario::ProtectStmt>()) range(m);
+    if (const auto* m = s.as<scenario::PinStmt>()) range(m);
+    if (const auto* m = s.as<scenario::UnpinStmt>()) range(m);
+    if (const auto* m = s.as<scenario::PokeStmt>()) name = m->space, lo = m->address.value() & ~(kPage - 1), length = kPage;
     const std::optional<SpaceId> id = space_of(name);
     if (!id) {
       p.predicted = mm::Status::NotFound;
       return;
     }
-    const std::map<u64, View> before = views(*id);
+    const Views before = views(*id, lo, lo + length);
     if (const auto* m = s.as<scenario::MapStmt>()) {
       VmModel::MapArgs a;
       a.address = m->address.value();
@@ -271,8 +285,8 @@ class Judge {
         // cannot see: the page's next access says which frame it has.
         if (busy_elsewhere(c, *id)) {
           for (u64 va = pin->address.value(); va < pin->address.value() + pin->length; va += kPage) {
-            const auto was = before.find(va);
-            if (was != before.end() && was->second.backing == Backing::Store && !was->second.writable) {
+            const View* was = find_view(before, va);
+            if (was != nullptr && was->backing == Backing::Store && !was->writable) {
               contended_.insert({*id, va});
             }
           }
@@ -342,7 +356,7 @@ class Judge {
     }
     const View old = view_of(before_page);
     if (old.backing == Backing::Store) model_.watch(old.store);
-    const std::map<u64, View> before = {{page, old}};
+    const Views before = {{page, old}};
     model_.apply_fault(id, p.va, p.predicted_outcome);
     leave_stale(c, id, before);
   }
@@ -463,7 +477,8 @@ class Judge {
     const mm::Access access = static_cast<mm::Access>(e.access);
     const u64 frame = e.physical & ~(kPage - 1);
     const int slot = VmModel::slot_of(e.va);
-    std::vector<View> views;
+    // At most the current view and each CPU's stale one: no heap per access.
+    boost::container::small_vector<View, 8> views;
     if (const View now = view_of(model_.page(id, page)); now.grants(access)) views.push_back(now);
     if (const auto it = stale_.find({id, page}); it != stale_.end()) {
       for (const Stale& s : it->second) {
@@ -472,7 +487,7 @@ class Judge {
     }
     const Statement* statement = current_statement_[e.cpu];
     const char* what = access == mm::Access::Read ? "read" : access == mm::Access::Write ? "write" : "exec";
-    std::vector<View> fits;
+    boost::container::small_vector<View, 8> fits;
     for (const View& v : views) {
       if (frame_fits(v, frame) && (access != mm::Access::Read || may_hold(v, slot, e.value))) fits.push_back(v);
     }
@@ -507,9 +522,12 @@ class Judge {
     if (fits.size() == 1) bind(*used, frame);
     // An access through the page's current translation settles a contended
     // page (one through a stale translation says nothing of the current one).
-    if (used->backing == Backing::Store && *used == view_of(model_.page(id, page))) contended_.erase({id, page});
+    if (!contended_.empty() && used->backing == Backing::Store && *used == view_of(model_.page(id, page))) {
+      contended_.erase({id, page});
+    }
     if (slot < 0 || used->backing == Backing::Zero) return;
-    if (access == mm::Access::Read && used->backing == Backing::Store && uncertain_.count({used->store, slot})) {
+    if (access == mm::Access::Read && used->backing == Backing::Store && !uncertain_.empty() &&
+        uncertain_.count({used->store, slot})) {
       model_.write_store(used->store, slot, e.value);  // the copy held this one of its possible values
       uncertain_.erase({used->store, slot});
     }
@@ -517,7 +535,7 @@ class Judge {
     if (used->backing == Backing::Device) model_.write_device(used->store, slot, e.value);
     if (used->backing != Backing::Store) return;
     model_.write_store(used->store, slot, e.value);
-    uncertain_.erase({used->store, slot});
+    if (!uncertain_.empty()) uncertain_.erase({used->store, slot});
     for (const auto& copies : copying_) {
       for (const auto& [from, to] : copies) {
         if (from == used->store) uncertain_[{to, slot}].insert(e.value);
@@ -639,6 +657,7 @@ class Judge {
   const scenario::Scenario& scenario_;
   emu::Machine& machine_;
   const u64 zero_frame_;
+  const bool dump_;  // PAGELAB_JUDGE_DUMP: every event on stderr (docs/FUZZING.md)
   const std::vector<HistoryEvent>* events_ = nullptr;
   std::size_t at_ = 0;  // the event being judged
   VmModel model_;
