@@ -5,7 +5,8 @@
 #   scripts/setup.sh           what building, testing and booting need
 #   scripts/setup.sh --plots   also what scripts/bench.sh draws its plots with
 #   scripts/setup.sh --fuzz    also what scripts/fuzz-inputs.sh builds with (Clang 14 and its
-#                              libFuzzer, ASan and UBSan runtimes)
+#                              libFuzzer, ASan and UBSan runtimes) and what
+#                              scripts/fuzz-coverage.sh reports with (llvm-cov-14)
 # The flags combine: scripts/setup.sh --plots --fuzz.
 set -euo pipefail
 
@@ -17,7 +18,7 @@ packages=(
 for flag in "$@"; do
   case $flag in
     --plots) packages+=(python3-matplotlib) ;;
-    --fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    --fuzz) packages+=(clang-14 libclang-rt-14-dev llvm-14) ;;
     *) echo "setup: unknown option '$flag' (try --plots, --fuzz)" >&2; exit 2 ;;
   esac
 done

@@ -54,8 +54,8 @@ std::string status_name(mm::Status s) { return mm::errno_name(s); }
 
 class Judge {
  public:
-  Judge(const scenario::Scenario& scenario, emu::Machine& machine)
-      : scenario_(scenario), machine_(machine), zero_frame_(machine.vm().zero_frame().value()),
+  explicit Judge(emu::Machine& machine)
+      : machine_(machine), zero_frame_(machine.vm().zero_frame().value()),
         dump_(std::getenv("PAGELAB_JUDGE_DUMP") != nullptr) {}
 
   JudgeResult run(const History& history) {
@@ -587,7 +587,9 @@ class Judge {
   // ---- quiescence -----------------------------------------------------------
 
   void quiescent() {
-    for (const auto& [name, id] : ids_) {
+    for (const auto& entry : ids_) {
+      const std::string& name = entry.first;  // a plain reference: Clang 14 lambdas cannot capture bindings
+      const SpaceId id = entry.second;
       emu::EmuSpace* space = machine_.space(name);
       if (space == nullptr) continue;
       const VmModel::Pages& pages = model_.pages(id);
@@ -654,7 +656,6 @@ class Judge {
     }
   }
 
-  const scenario::Scenario& scenario_;
   emu::Machine& machine_;
   const u64 zero_frame_;
   const bool dump_;  // PAGELAB_JUDGE_DUMP: every event on stderr (docs/FUZZING.md)
@@ -678,8 +679,8 @@ class Judge {
 
 }  // namespace
 
-JudgeResult judge_run(const scenario::Scenario& scenario, const History& history, emu::Machine& machine) {
-  return Judge(scenario, machine).run(history);
+JudgeResult judge_run(const scenario::Scenario& /*scenario*/, const History& history, emu::Machine& machine) {
+  return Judge(machine).run(history);
 }
 
 }  // namespace pagelab::model
