@@ -38,7 +38,9 @@ void discard(std::unique_ptr<T>& object) {
 
 }  // namespace
 
-Machine::Machine(const MachineConfig& config, Trace& trace) : config_(config), trace_(&trace), platform_(*this) {}
+Machine::Machine(const MachineConfig& config, Trace& trace) : config_(config), trace_(&trace), platform_(*this) {
+  install_core_panic_hook();
+}
 
 Machine::~Machine() { end_run(); }
 
@@ -57,10 +59,28 @@ std::optional<hw::TlbGeometry> Machine::check(const MachineConfig& config, std::
 
 std::optional<Violation> Machine::violation() const {
   std::optional<Violation> oracle = oracle_ ? oracle_->violation() : std::nullopt;
-  if (!locks_ || !locks_->reported()) return oracle;
-  std::optional<Violation> lock = locks_->violation();
-  if (oracle && oracle->step <= lock->step) return oracle;
-  return lock;
+  std::optional<Violation> found = oracle;
+  if (locks_ && locks_->reported()) {
+    std::optional<Violation> lock = locks_->violation();
+    if (!found || lock->step < found->step) found = std::move(lock);
+  }
+  std::lock_guard<std::mutex> guard(panic_mutex_);
+  if (panic_ && (!found || panic_->step < found->step)) found = panic_;
+  return found;
+}
+
+void Machine::core_panicked(std::string message) {
+  {
+    std::lock_guard<std::mutex> guard(panic_mutex_);
+    if (!panic_) {
+      panic_ = Violation{"panic", std::move(message), cpu_context.cpu, scheduler_ ? scheduler_->steps() : 0,
+                         Violation::Source::Core};
+    }
+  }
+  emit(EventKind::Note, 0, 0, 0, 0, "panic");
+  abandon();
+  if (scheduler_) scheduler_->stop();
+  escape();
 }
 
 void Machine::escape() {
@@ -255,6 +275,10 @@ bool Machine::start_run(std::string& error) {
   locks_ = std::make_unique<LockChecker>(*this, config.cpus);  // each run's graph is its own
   abandoned_.store(false, std::memory_order_relaxed);
   for (std::jmp_buf*& target : escape_) target = nullptr;
+  {
+    std::lock_guard<std::mutex> guard(panic_mutex_);
+    panic_.reset();
+  }
   cpu_context = CpuContext{this, 0, false};
   if (vm_->init() != mm::Status::Ok) {
     error = "no memory for the zero frame";

@@ -44,17 +44,18 @@ namespace pagelab::emu {
 
 class Machine;
 
-// A broken invariant, from the oracle or the lock checker (lock_checker.hpp).
+// A broken invariant, from the oracle, the lock checker (lock_checker.hpp)
+// or the core's own assertions (Machine::core_panicked).
 struct Violation {
-  enum class Source : std::uint8_t { Oracle, LockChecker };
-  std::string invariant;  // "O1" ... "O5", "double-alloc"; "lock-order", "deadlock", "lock-release"
+  enum class Source : std::uint8_t { Oracle, LockChecker, Core };
+  std::string invariant;  // "O1" ... "O5", "double-alloc"; "lock-order", "deadlock", "lock-release"; "panic"
   std::string message;
   std::uint32_t cpu = 0;  // the CPU whose step broke it
   std::uint64_t step = 0;
   Source source = Source::Oracle;
 
   // How a failure report states it: "oracle: O1 violated: MESSAGE", or
-  // "deadlock: MESSAGE" for the lock checker's.
+  // "deadlock: MESSAGE" for the lock checker's, "panic: MESSAGE" for the core's.
   std::string headline() const {
     return source == Source::Oracle ? "oracle: " + invariant + " violated: " + message : invariant + ": " + message;
   }
