@@ -64,6 +64,7 @@ std::optional<Violation> Machine::violation() const {
     std::optional<Violation> lock = locks_->violation();
     if (!found || lock->step < found->step) found = std::move(lock);
   }
+  if (!panicked_.load(std::memory_order_acquire)) return found;  // checked after every statement: no lock then
   std::lock_guard<std::mutex> guard(panic_mutex_);
   if (panic_ && (!found || panic_->step < found->step)) found = panic_;
   return found;
@@ -75,6 +76,7 @@ void Machine::core_panicked(std::string message) {
     if (!panic_) {
       panic_ = Violation{"panic", std::move(message), cpu_context.cpu, scheduler_ ? scheduler_->steps() : 0,
                          Violation::Source::Core};
+      panicked_.store(true, std::memory_order_release);
     }
   }
   emit(EventKind::Note, 0, 0, 0, 0, "panic");
@@ -278,6 +280,7 @@ bool Machine::start_run(std::string& error) {
   {
     std::lock_guard<std::mutex> guard(panic_mutex_);
     panic_.reset();
+    panicked_.store(false, std::memory_order_relaxed);
   }
   cpu_context = CpuContext{this, 0, false};
   if (vm_->init() != mm::Status::Ok) {

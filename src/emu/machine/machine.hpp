@@ -322,6 +322,7 @@ class Machine {
   std::jmp_buf* escape_[mm::kMaxCpus] = {};  // each CPU's innermost run_guarded
   mutable std::mutex panic_mutex_;           // CPUs are threads in parallel mode
   std::optional<Violation> panic_;           // the run's first core panic
+  std::atomic<bool> panicked_{false};        // panic_ is set
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
   std::atomic<std::uint64_t> step_{0};
