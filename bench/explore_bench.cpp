@@ -15,7 +15,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -23,6 +28,7 @@
 #include "emu/runner/run_workspace.hpp"
 #include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/parser.hpp"
+#include "emu/sched/scheduler.hpp"
 #include "host_faults.hpp"
 
 namespace pagelab::bench {
@@ -63,18 +69,21 @@ std::string explore_scenario() {
   return s;
 }
 
-void explore_seeds(benchmark::State& state, bool reuse) {
-  const scenario::ParseResult parsed = scenario::parse_scenario(explore_scenario(), "explore_bench.scenario");
+// Runs `text` seed after seed (1, 2, ...) with `options` (the trace off),
+// reusing the worker's machine when `reuse`, as explore's workers do.
+void explore_seeds(benchmark::State& state, const std::string& text, const std::string& name, emu::RunOptions options,
+                   bool reuse) {
+  const scenario::ParseResult parsed = scenario::parse_scenario(text, name);
   if (!parsed.ok()) {
     state.SkipWithError(parsed.error().to_string().c_str());
     return;
   }
   emu::RunWorkspace workspace;
-  emu::RunOptions options;
   options.trace = false;
   options.workspace = reuse ? &workspace : nullptr;
   options.seed = 0;
   (void)emu::run_scenario(parsed.scenario(), options);  // warm: the workspace's machine is built (not timed)
+  emu::cpu_context = emu::CpuContext{};
   const emu::RunWorkspace::Stats before = workspace.stats();
   std::uint64_t seed = 1, steps = 0;
   const std::uint64_t faults_before = host_minor_faults();
@@ -98,6 +107,59 @@ void explore_seeds(benchmark::State& state, bool reuse) {
                                  static_cast<double>(std::max<std::uint64_t>(1, after.restarts - before.restarts));
   }
 }
+
+void explore_seeds(benchmark::State& state, bool reuse) {
+  explore_seeds(state, explore_scenario(), "explore_bench.scenario", emu::RunOptions{}, reuse);
+}
+
+// --- The bundled race examples ----------------------------------------------
+// As the fix sweep of scripts/explore-all.sh runs them: the correct protocol
+// (batched), the strategy the scenario's `# explore:` line names (random
+// when it names none), the worker's machine reused. One benchmark per
+// example, named for it; items are seeds (issue 2/10's target: 10,000 per
+// second per core).
+
+std::vector<std::filesystem::path> race_examples() {
+  std::vector<std::filesystem::path> out;
+  const std::filesystem::path dir = std::filesystem::path(PAGELAB_SOURCE_DIR) / "examples" / "races";
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (entry.path().extension() == ".scenario") out.push_back(entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The `--strategy S` of the scenario's `# explore:` line, or random.
+emu::Strategy header_strategy(const std::string& text) {
+  static const std::regex line(R"(#\s*explore:.*--strategy\s+(\S+))");
+  std::smatch match;
+  std::string error;
+  if (std::regex_search(text, match, line)) {
+    if (const auto parsed = emu::Strategy::parse(match[1].str(), error)) return *parsed;
+  }
+  return emu::Strategy{};
+}
+
+void explore_race(benchmark::State& state, const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  emu::RunOptions options;
+  options.shootdown = mm::ShootdownPolicy::Batched;
+  options.strategy = header_strategy(text.str());
+  explore_seeds(state, text.str(), file.string(), options, /*reuse=*/true);
+}
+
+const bool races_registered = [] {
+  for (const std::filesystem::path& file : race_examples()) {
+    benchmark::RegisterBenchmark(("BM_Explore_Race/" + file.stem().string()).c_str(),
+                                 [file](benchmark::State& state) { explore_race(state, file); })
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  return true;
+}();
 
 void BM_Explore(benchmark::State& state) { explore_seeds(state, /*reuse=*/false); }
 BENCHMARK(BM_Explore)->UseRealTime()->Unit(benchmark::kMicrosecond);
