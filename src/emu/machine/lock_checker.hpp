@@ -145,6 +145,10 @@ class LockChecker {
   // The first report, if any.
   std::optional<Violation> violation() const;
   bool reported() const { return reported_.load(std::memory_order_acquire); }
+  // Records a run failure (the first of a run is kept), stops the scheduler
+  // and, when `abandons`, abandons the run. Also the path of a core panic
+  // (Machine::core_panicked).
+  void report(const char* invariant, std::string message, bool abandons);
   // The orders seen so far.
   LockOrders orders() const;
 
@@ -194,7 +198,6 @@ class LockChecker {
   const Sighting* sighting(std::uint32_t from, std::uint32_t to) const;
   std::string describe_sighting(const Sighting& s) const;
   std::string describe_holder(const EmuSpinLock& lock) const;
-  void report(const char* invariant, std::string message, bool abandons);
 
   Machine& machine_;
   const std::uint32_t cpus_;

@@ -59,29 +59,17 @@ std::optional<hw::TlbGeometry> Machine::check(const MachineConfig& config, std::
 
 std::optional<Violation> Machine::violation() const {
   std::optional<Violation> oracle = oracle_ ? oracle_->violation() : std::nullopt;
-  std::optional<Violation> found = oracle;
-  if (locks_ && locks_->reported()) {
-    std::optional<Violation> lock = locks_->violation();
-    if (!found || lock->step < found->step) found = std::move(lock);
-  }
-  if (!panicked_.load(std::memory_order_acquire)) return found;  // checked after every statement: no lock then
-  std::lock_guard<std::mutex> guard(panic_mutex_);
-  if (panic_ && (!found || panic_->step < found->step)) found = panic_;
-  return found;
+  if (!locks_ || !locks_->reported()) return oracle;
+  std::optional<Violation> lock = locks_->violation();
+  if (oracle && oracle->step <= lock->step) return oracle;
+  return lock;
 }
 
 void Machine::core_panicked(std::string message) {
-  {
-    std::lock_guard<std::mutex> guard(panic_mutex_);
-    if (!panic_) {
-      panic_ = Violation{"panic", std::move(message), cpu_context.cpu, scheduler_ ? scheduler_->steps() : 0,
-                         Violation::Source::Core};
-      panicked_.store(true, std::memory_order_release);
-    }
-  }
   emit(EventKind::Note, 0, 0, 0, 0, "panic");
-  abandon();
-  if (scheduler_) scheduler_->stop();
+  // The run's failure reporter: the first report of a run wins, the
+  // scheduler stops, and the run is abandoned as for a deadlock.
+  locks_->report("panic", std::move(message), /*abandons=*/true);
   escape();
 }
 
@@ -277,11 +265,6 @@ bool Machine::start_run(std::string& error) {
   locks_ = std::make_unique<LockChecker>(*this, config.cpus);  // each run's graph is its own
   abandoned_.store(false, std::memory_order_relaxed);
   for (std::jmp_buf*& target : escape_) target = nullptr;
-  {
-    std::lock_guard<std::mutex> guard(panic_mutex_);
-    panic_.reset();
-    panicked_.store(false, std::memory_order_relaxed);
-  }
   cpu_context = CpuContext{this, 0, false};
   if (vm_->init() != mm::Status::Ok) {
     error = "no memory for the zero frame";

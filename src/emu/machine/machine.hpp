@@ -222,15 +222,13 @@ class Machine {
   [[noreturn]] void escape();
   // Whether the calling CPU is inside a run_guarded of this machine's run.
   bool can_escape() const { return !ending_ && escape_[cpu_context.cpu] != nullptr; }
-  // The core's own assertion failed on the calling CPU (host_panic.cpp,
-  // when can_escape()): the panic becomes the run's violation ("panic:
+  // The core's own assertion failed on the calling CPU (core_panic.cpp, mm::panic's
+  // hook, when can_escape()): the panic becomes the run's violation ("panic:
   // MESSAGE"), the run is abandoned as for a deadlock and this CPU leaves
   // through its run_guarded. So explore, fuzz and its shrinker report a
   // panic reached by some schedule like any other failure, instead of the
   // whole process aborting on it.
   [[noreturn]] void core_panicked(std::string message);
-  // (machine/core_panic.cpp: mm::panic's hook that calls it; every Machine
-  // installs it.)
   // Tells the oracle that an operation on `space` has returned.
   void operation_returned(const char* operation, const std::string& space);
 
@@ -320,9 +318,6 @@ class Machine {
   std::unique_ptr<LockChecker> locks_;
   std::atomic<bool> abandoned_{false};
   std::jmp_buf* escape_[mm::kMaxCpus] = {};  // each CPU's innermost run_guarded
-  mutable std::mutex panic_mutex_;           // CPUs are threads in parallel mode
-  std::optional<Violation> panic_;           // the run's first core panic
-  std::atomic<bool> panicked_{false};        // panic_ is set
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
   std::atomic<std::uint64_t> step_{0};

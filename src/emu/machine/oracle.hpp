@@ -44,10 +44,10 @@ namespace pagelab::emu {
 
 class Machine;
 
-// A broken invariant, from the oracle, the lock checker (lock_checker.hpp)
-// or the core's own assertions (Machine::core_panicked).
+// A broken invariant, from the oracle or the lock checker (lock_checker.hpp),
+// which also reports the core's own assertions (Machine::core_panicked).
 struct Violation {
-  enum class Source : std::uint8_t { Oracle, LockChecker, Core };
+  enum class Source : std::uint8_t { Oracle, LockChecker };
   std::string invariant;  // "O1" ... "O5", "double-alloc"; "lock-order", "deadlock", "lock-release"; "panic"
   std::string message;
   std::uint32_t cpu = 0;  // the CPU whose step broke it
