@@ -480,6 +480,7 @@ class Judge {
     // At most the current view and each CPU's stale one: no heap per access.
     boost::container::small_vector<View, 8> views;
     if (const View now = view_of(model_.page(id, page)); now.grants(access)) views.push_back(now);
+    const std::size_t stale_from = views.size();
     if (const auto it = stale_.find({id, page}); it != stale_.end()) {
       for (const Stale& s : it->second) {
         if (s.view.grants(access)) views.push_back(s.view);
@@ -488,8 +489,13 @@ class Judge {
     const Statement* statement = current_statement_[e.cpu];
     const char* what = access == mm::Access::Read ? "read" : access == mm::Access::Write ? "write" : "exec";
     boost::container::small_vector<View, 8> fits;
-    for (const View& v : views) {
-      if (frame_fits(v, frame) && (access != mm::Access::Read || may_hold(v, slot, e.value))) fits.push_back(v);
+    bool stale_fits = false;  // the access may have gone through a translation an operation removed
+    for (std::size_t i = 0; i < views.size(); ++i) {
+      const View& v = views[i];
+      if (frame_fits(v, frame) && (access != mm::Access::Read || may_hold(v, slot, e.value))) {
+        fits.push_back(v);
+        stale_fits = stale_fits || i >= stale_from;
+      }
     }
     if (fits.empty() && settle_contended(id, page, frame, access, slot, e.value)) {
       return judge_access(e);  // again, with the page's store where the core put it
@@ -521,8 +527,10 @@ class Judge {
     }
     if (fits.size() == 1) bind(*used, frame);
     // An access through the page's current translation settles a contended
-    // page (one through a stale translation says nothing of the current one).
-    if (!contended_.empty() && used->backing == Backing::Store && *used == view_of(model_.page(id, page))) {
+    // page; one that may have gone through a stale translation says nothing
+    // of the current one, even when both reach the same store (a CPU still
+    // reading the old frame while the core has already copied the page away).
+    if (!contended_.empty() && !stale_fits && used->backing == Backing::Store && *used == view_of(model_.page(id, page))) {
       contended_.erase({id, page});
     }
     if (slot < 0 || used->backing == Backing::Zero) return;
