@@ -287,7 +287,7 @@ class Judge {
           for (u64 va = pin->address.value(); va < pin->address.value() + pin->length; va += kPage) {
             const View* was = find_view(before, va);
             if (was != nullptr && was->backing == Backing::Store && !was->writable) {
-              contended_.insert({*id, va});
+              contend(*id, va, c);
             }
           }
           contend_others(c);
@@ -313,6 +313,7 @@ class Judge {
     cpu.pending = Pending{};
     drop_stale(c);
     copying_[c].clear();
+    returned(c);
     if (p.statement == nullptr) return;
     if (actual == mm::Status::OutOfMemory) {
       stopped_ = true;  // the model does not predict the allocator
@@ -371,6 +372,13 @@ class Judge {
     return std::nullopt;
   }
 
+  // The page's unsharing race is one the model cannot order; CPU `c`'s pin
+  // or fault that takes part in it is in flight until its end.
+  void contend(SpaceId id, u64 page, std::uint32_t c) { contended_[{id, page}] |= std::uint64_t{1} << c; }
+  void returned(std::uint32_t c) {
+    for (auto& [page, in_flight] : contended_) in_flight &= ~(std::uint64_t{1} << c);
+  }
+
   // The pages other CPUs' pins and faults under way are unsharing: their
   // order against this CPU's is unknown too (contended_).
   void contend_others(std::uint32_t c) {
@@ -378,13 +386,13 @@ class Judge {
       const CpuState& o = cpus_[other];
       if (other == c || o.pending.kind == Pending::Kind::None) continue;
       if (o.pending.kind == Pending::Kind::Fault) {
-        if (o.space) contended_.insert({*o.space, o.pending.va & ~(kPage - 1)});
+        if (o.space) contend(*o.space, o.pending.va & ~(kPage - 1), other);
         continue;
       }
       const auto* pin = o.pending.statement != nullptr ? o.pending.statement->as<scenario::PinStmt>() : nullptr;
       const std::optional<SpaceId> space = pin != nullptr ? id_of(pin->space) : std::nullopt;
       if (!space) continue;
-      for (u64 va = pin->address.value(); va < pin->address.value() + pin->length; va += kPage) contended_.insert({*space, va});
+      for (u64 va = pin->address.value(); va < pin->address.value() + pin->length; va += kPage) contend(*space, va, other);
     }
   }
 
@@ -423,6 +431,7 @@ class Judge {
     const Pending p = cpu.pending;
     cpu.pending = Pending{};
     drop_stale(c);
+    returned(c);
     if (actual == mm::FaultOutcome::OutOfMemory) {
       stopped_ = true;
       return;
@@ -527,11 +536,14 @@ class Judge {
     }
     if (fits.size() == 1) bind(*used, frame);
     // An access through the page's current translation settles a contended
-    // page; one that may have gone through a stale translation says nothing
-    // of the current one, even when both reach the same store (a CPU still
-    // reading the old frame while the core has already copied the page away).
-    if (!contended_.empty() && !stale_fits && used->backing == Backing::Store && *used == view_of(model_.page(id, page))) {
-      contended_.erase({id, page});
+    // page once the operations that contend it have returned. Before, or
+    // through a translation that may be stale, it says nothing of where the
+    // core put the page: a pin still copying leaves the old frame mapped,
+    // and a CPU may still read it through an entry whose shootdown is under
+    // way, though the model's view (same store, same rights) did not change.
+    if (const auto it = contended_.find({id, page}); it != contended_.end() && it->second == 0 && !stale_fits &&
+                                                     used->backing == Backing::Store && *used == view_of(model_.page(id, page))) {
+      contended_.erase(it);
     }
     if (slot < 0 || used->backing == Backing::Zero) return;
     if (access == mm::Access::Read && used->backing == Backing::Store && !uncertain_.empty() &&
@@ -678,7 +690,9 @@ class Judge {
   // page; and the values a copy's slot may hold until a read says which.
   std::vector<std::pair<u64, u64>> copying_[64];
   std::map<std::pair<u64, int>, std::set<u64>> uncertain_;
-  std::set<std::pair<SpaceId, u64>> contended_;  // (space, page): settle_contended
+  // (space, page) -> the CPUs whose pin or fault contending it is still in
+  // flight, a bit each (settle_contended).
+  std::map<std::pair<SpaceId, u64>, std::uint64_t> contended_;
   std::map<u64, u64> frame_of_store_;
   std::map<u64, u64> store_of_frame_;
   bool stopped_ = false;
