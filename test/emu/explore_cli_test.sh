@@ -69,10 +69,10 @@ case $case in
       file=$source/examples/races/$name.scenario
       expect 1 "$pagelab" explore "$file" --seeds 1..200 --strategy "$strat" --shootdown "$policy" --allow-unsafe \
         --max-failures 1 --record "$work/v" --quiet
-      has "$work/out" 'oracle: O[1-5] violated'
-      grep -E 'oracle: O[1-5] violated' "$work/out" | head -1 | sed -E 's/.*FAIL: [^ ]+ //' >"$work/found"
+      has "$work/out" 'oracle: O[1-6] violated'
+      grep -E 'oracle: O[1-6] violated' "$work/out" | head -1 | sed -E 's/.*FAIL: [^ ]+ //' >"$work/found"
       expect 1 "$pagelab" replay "$work/v" --trace-out "$work/a"; cp "$work/err" "$work/e1"
-      has "$work/e1" 'oracle: O[1-5] violated'
+      has "$work/e1" 'oracle: O[1-6] violated'
       expect 1 "$pagelab" replay "$work/v" --trace-out "$work/b"
       cmp -s "$work/a" "$work/b" || die "two replays of the $name violation gave other traces"
       cmp -s "$work/e1" "$work/err" || die "two replays of the $name violation gave other reports"

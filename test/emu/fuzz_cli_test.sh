@@ -29,7 +29,7 @@ finds() {
   local policy=$1
   expect 1 "$pagelab" fuzz --seed 1 --cases 400 --jobs 2 --quiet --shootdown "$policy" --allow-unsafe \
     --out "$work/found" --shrink-time 30s --max-failures 1 --json "$work/r.json"
-  has "$work/out" "^FAIL \[(O[1-5]|poison|model)\]"
+  has "$work/out" "^FAIL \[(O[1-6]|poison|model)\]"
   local best="" best_lines=1000
   for f in "$work"/found/*.scenario; do
     local lines

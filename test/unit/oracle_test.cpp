@@ -6,6 +6,7 @@
 // directly. The large-entry cases are the blind spot of issue 1/10, bug 3:
 // an invariant must hold for every 4 KiB page a 2 MiB entry covers, not
 // only for its base page.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -197,6 +198,31 @@ TEST_F(OracleTest, FreeingAFrameInsideALargeEntryIsO1) {
   ASSERT_TRUE(v);
   EXPECT_EQ(v->invariant, "O1");
   EXPECT_NE(v->message.find("frame 0x3ff000 was freed while cpu 1 can still reach it through 0x60000000"),
+            std::string::npos)
+      << v->message;
+}
+
+// O6: a space takes a copy-on-write frame in place (a write fault that
+// makes it its own without copying) while CPU 1 still holds a translation
+// of another space to it. CPU 1 runs space s and caches its anonymous page;
+// space t taking that frame is the violation, s taking it is not (its own
+// CPU's entry is its own translation).
+TEST_F(OracleTest, TakingAFrameAnotherSpaceStillReachesIsO6) {
+  const hw::TlbEntry entry = cpu1_reads(kAnon);
+  ASSERT_EQ(machine_->create_space("t"), mm::Status::Ok);
+  emu::EmuSpace* other = machine_->space("t");
+  ASSERT_NE(other, nullptr);
+
+  machine_->oracle()->frame_taken(&space_->tlb_context(), entry.frame);
+  EXPECT_FALSE(machine_->violation()) << machine_->violation()->message;
+
+  machine_->oracle()->frame_taken(&other->tlb_context(), entry.frame + 0x10);
+  const std::optional<emu::Violation> v = machine_->violation();
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->invariant, "O6");
+  EXPECT_NE(v->message.find(fmt::format("frame {:#x} was taken in place by one space while cpu 1 can still reach it "
+                                        "through {:#x}",
+                                        entry.frame + 0x10, kAnon)),
             std::string::npos)
       << v->message;
 }

@@ -60,7 +60,7 @@ struct CampaignOptions {
 
 struct Failure {
   std::string signature;    // the first report line, place and numbers taken out
-  std::string invariant;    // "O1".."O5", "poison", "leak", "deadlock", ...
+  std::string invariant;    // "O1".."O6", "poison", "leak", "deadlock", ...
   std::string first_line;   // of the first report
   std::uint64_t count = 0;  // runs that failed with this signature
   // The first case found with it:

@@ -241,6 +241,9 @@ bool Machine::start_run(std::string& error) {
     drops.dropping = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
       if (Oracle* oracle = static_cast<Machine*>(context)->judging_oracle()) oracle->reference_dropped(space, frame.value());
     };
+    drops.taking = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
+      if (Oracle* oracle = static_cast<Machine*>(context)->judging_oracle()) oracle->frame_taken(space, frame.value());
+    };
   }
   vm_.emplace(platform_, *memory_,
               mm::TlbCoherenceConfig{.policy = config.shootdown,

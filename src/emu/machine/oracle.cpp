@@ -180,6 +180,24 @@ void Oracle::reference_dropped(const mm::TlbContext* context, std::uint64_t fram
   }
 }
 
+void Oracle::frame_taken(const mm::TlbContext* context, std::uint64_t frame) {
+  const auto& coherence = machine_.vm().coherence();
+  for (std::uint32_t c = 0; c < machine_.cpu_count(); ++c) {
+    std::optional<hw::TlbEntry> other;
+    for (const hw::TlbEntry& e : entries(c)) {
+      if (other || e.global || frame < e.frame || frame >= e.frame + e.bytes()) continue;
+      const mm::TlbContext* space = coherence.usable_context(c, mm::Pcid{e.pcid});
+      if (space != nullptr && space != context) other = e;
+    }
+    if (other) {
+      report("O6", fmt::format("frame {:#x} was taken in place by one space while cpu {} can still reach it through {:#x} "
+                               "(pcid {}, {}) of another space that shared it",
+                               frame, c, other->page, other->pcid, other->rights.writable ? "writable" : "read-only"));
+      return;
+    }
+  }
+}
+
 void Oracle::operation_returned(const char* operation, std::uint64_t root, const mm::TlbContext& context) {
   const auto& coherence = machine_.vm().coherence();
   for (std::uint32_t c = 0; c < machine_.cpu_count(); ++c) {

@@ -17,6 +17,11 @@
 //       the TLB batch drops references after its shootdown, not before, so
 //       that another sharer's last drop cannot free a frame this space's
 //       CPUs still reach;
+//   O6  no copy-on-write frame is taken in place by one space (a write that
+//       makes it that space's own without copying) while a CPU can still
+//       use, in the sense of O1, a translation of another space to it: the
+//       other sharers' removed translations, whose shootdown is under way,
+//       would read the new owner's data;
 //   and no frame is handed out twice. (No leak at the end is the runner's
 //   check.)
 //
@@ -48,7 +53,7 @@ class Machine;
 // which also reports the core's own assertions (Machine::core_panicked).
 struct Violation {
   enum class Source : std::uint8_t { Oracle, LockChecker };
-  std::string invariant;  // "O1" ... "O5", "double-alloc"; "lock-order", "deadlock", "lock-release"; "panic"
+  std::string invariant;  // "O1" ... "O6", "double-alloc"; "lock-order", "deadlock", "lock-release"; "panic"
   std::string message;
   std::uint32_t cpu = 0;  // the CPU whose step broke it
   std::uint64_t step = 0;
@@ -77,6 +82,8 @@ class Oracle {
   void operation_returned(const char* operation, std::uint64_t root, const mm::TlbContext& context);
   // A TLB batch of the space behind `context` is about to drop a reference to `frame`.
   void reference_dropped(const mm::TlbContext* context, std::uint64_t frame);
+  // The space behind `context` is about to take the copy-on-write `frame` as its own.
+  void frame_taken(const mm::TlbContext* context, std::uint64_t frame);
   // A TLB hit of `entry` for `va` on the calling CPU, whose tables are at `root`.
   void tlb_hit(std::uint64_t va, const hw::TlbEntry& entry, std::uint64_t root, const mm::TlbContext* context);
 

@@ -49,9 +49,13 @@ namespace mm {
 
 // Told, before each reference a TLB batch drops, which space's removed
 // translation held it (the emulator's oracle checks that no TLB can still
-// reach the frame through that space). Unset: one untaken branch.
+// reach the frame through that space); and before a space takes a
+// copy-on-write frame as its own in place, which space (the oracle checks
+// that no TLB can reach the frame through any other). Unset: one untaken
+// branch each.
 struct ReferenceDropObserver {
   void (*dropping)(void* context, const TlbContext* space, PhysAddr frame) = nullptr;
+  void (*taking)(void* context, const TlbContext* space, PhysAddr frame) = nullptr;
   void* context = nullptr;
 };
 
@@ -99,6 +103,10 @@ class TlbCoherence {
   // A TLB batch of `space` is about to drop a reference to `frame` (ReferenceDropObserver).
   void note_reference_drop(const TlbContext* space, PhysAddr frame) const {
     if (config_.observer.dropping != nullptr) config_.observer.dropping(config_.observer.context, space, frame);
+  }
+  // `space` takes `frame`, shared copy-on-write until now, as its own (ReferenceDropObserver).
+  void note_frame_taken(const TlbContext* space, PhysAddr frame) const {
+    if (config_.observer.taking != nullptr) config_.observer.taking(config_.observer.context, space, frame);
   }
   ShootdownPolicy policy() const { return config_.policy; }
 

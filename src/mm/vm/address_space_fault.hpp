@@ -129,6 +129,7 @@ FaultOutcome AddressSpace<P>::break_cow_locked(const Region& region, VirtAddr pa
   u32 sharers = 0;
   for (;;) {
     if (shared.refcount.load(MemoryOrder::Acquire) == 1) {
+      vm_.coherence().note_frame_taken(&tlb_context(), old);
       shared.owner = FrameOwner::Anonymous;
       const Status set = tables_.set_leaf(page, leaf_for(region, old, keep), batch);
       MM_ASSERT(set == Status::Ok);
