@@ -606,6 +606,38 @@ class Judge {
 
   // ---- quiescence -----------------------------------------------------------
 
+  // What is wrong with the page tables' `leaf` (mapping `frame`) for the
+  // model's page `m` at quiescence, or "". A page may be mapped later than
+  // the model backs it (faults are lazy), never otherwise than the model
+  // says: present exactly when its protection allows access (PROT_NONE
+  // parks it), writable exactly when a write needs no fault (not a zero or
+  // copy-on-write page), executable exactly under PROT_EXEC, a device page
+  // on its own frame. (A large page changed past the range an operation
+  // named shows here even where no access touched it.)
+  std::string mapping_differs(const VmModel::Page& m, mm::Pte leaf, u64 frame) const {
+    if (m.kind == VmModel::Kind::Guard) return "the guard page is mapped";
+    if (m.backing == Backing::None) return fmt::format("frame {:#x} is mapped where the model has nothing yet", frame);
+    const View v = view_of(&m);
+    const bool accessible = m.prot != mm::Prot::None;
+    if (leaf.present() != accessible || !leaf.user()) {
+      return fmt::format("the leaf {:#x} is {}, the model's protection is {}", leaf.raw(),
+                         leaf.present() ? "present" : "not present", mm::prot_name(m.prot));
+    }
+    if (accessible && (leaf.writable() != v.writable || leaf.no_execute() == v.executable)) {
+      return fmt::format("the leaf {:#x} grants {}{}, the model {}{} ({})", leaf.raw(), leaf.writable() ? "write" : "no write",
+                         leaf.no_execute() ? "" : ", execute", v.writable ? "write" : "no write", v.executable ? ", execute" : "",
+                         mm::prot_name(m.prot));
+    }
+    if (m.backing == Backing::Device && frame != m.store) {
+      return fmt::format("device page {:#x} is mapped to frame {:#x}", m.store, frame);
+    }
+    if (m.backing == Backing::Zero && frame != zero_frame_) {
+      return fmt::format("a page the model has as the zero page maps frame {:#x}", frame);
+    }
+    return {};
+  }
+
+
   void quiescent() {
     for (const auto& entry : ids_) {
       const std::string& name = entry.first;  // a plain reference: Clang 14 lambdas cannot capture bindings
@@ -661,6 +693,10 @@ class Judge {
           continue;
         }
         const u64 frame = t.value().physical.value() & ~(kPage - 1);
+        if (const std::string wrong = mapping_differs(m, t.value().leaf, frame); !wrong.empty()) {
+          fail(0, nullptr, fmt::format("at the end: space {} page {:#x}: {}", name, va, wrong));
+          return;
+        }
         for (int slot = 0; slot < VmModel::kSlots; ++slot) {
           const u64 at = t.value().physical.value() + VmModel::kSlotOffset[slot];
           const u64 actual = *reinterpret_cast<const u64*>(machine_.ram_at(at));
