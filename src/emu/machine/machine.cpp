@@ -235,13 +235,13 @@ bool Machine::start_run(std::string& error) {
   } else {
     oracle_ = std::make_unique<Oracle>(*this, frames);
   }
-  mm::ReferenceDropObserver drops;
+  mm::ReferenceObserver references;
   if (oracle_) {
-    drops.context = this;
-    drops.dropping = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
+    references.context = this;
+    references.dropping = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
       if (Oracle* oracle = static_cast<Machine*>(context)->judging_oracle()) oracle->reference_dropped(space, frame.value());
     };
-    drops.taking = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
+    references.taking = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
       if (Oracle* oracle = static_cast<Machine*>(context)->judging_oracle()) oracle->frame_taken(space, frame.value());
     };
   }
@@ -249,7 +249,7 @@ bool Machine::start_run(std::string& error) {
               mm::TlbCoherenceConfig{.policy = config.shootdown,
                                      .flush_threshold = config.flush_threshold,
                                      .pcid = config.pcid,
-                                     .observer = drops});
+                                     .observer = references});
   for (const std::unique_ptr<EmuCpu>& cpu : cpus_) {
     cpu->cr = hw::ControlRegisters::long_mode(0, (config.pcid ? hw::cr4::kPCIDE : 0) | hw::cr4::kPGE);
     if (!config.psc) {

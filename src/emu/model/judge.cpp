@@ -637,7 +637,6 @@ class Judge {
     return {};
   }
 
-
   void quiescent() {
     for (const auto& entry : ids_) {
       const std::string& name = entry.first;  // a plain reference: Clang 14 lambdas cannot capture bindings

@@ -53,7 +53,7 @@ namespace mm {
 // copy-on-write frame as its own in place, which space (the oracle checks
 // that no TLB can reach the frame through any other). Unset: one untaken
 // branch each.
-struct ReferenceDropObserver {
+struct ReferenceObserver {
   void (*dropping)(void* context, const TlbContext* space, PhysAddr frame) = nullptr;
   void (*taking)(void* context, const TlbContext* space, PhysAddr frame) = nullptr;
   void* context = nullptr;
@@ -63,7 +63,7 @@ struct TlbCoherenceConfig {
   ShootdownPolicy policy = ShootdownPolicy::Batched;
   u32 flush_threshold = 32;  // pages above which a request is a full flush of the space
   bool pcid = false;         // CR4.PCIDE is set on every CPU
-  ReferenceDropObserver observer{};
+  ReferenceObserver observer{};
 };
 
 struct ShootdownStats {
@@ -100,11 +100,11 @@ class TlbCoherence {
   TlbCoherence& operator=(const TlbCoherence&) = delete;
 
   const TlbCoherenceConfig& config() const { return config_; }
-  // A TLB batch of `space` is about to drop a reference to `frame` (ReferenceDropObserver).
+  // A TLB batch of `space` is about to drop a reference to `frame` (ReferenceObserver).
   void note_reference_drop(const TlbContext* space, PhysAddr frame) const {
     if (config_.observer.dropping != nullptr) config_.observer.dropping(config_.observer.context, space, frame);
   }
-  // `space` takes `frame`, shared copy-on-write until now, as its own (ReferenceDropObserver).
+  // `space` takes `frame`, shared copy-on-write until now, as its own (ReferenceObserver).
   void note_frame_taken(const TlbContext* space, PhysAddr frame) const {
     if (config_.observer.taking != nullptr) config_.observer.taking(config_.observer.context, space, frame);
   }
