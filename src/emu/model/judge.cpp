@@ -506,8 +506,8 @@ class Judge {
         stale_fits = stale_fits || i >= stale_from;
       }
     }
-    if (fits.empty() && settle_contended(id, page, frame, access, slot, e.value)) {
-      return judge_access(e);  // again, with the page's store where the core put it
+    if (fits.empty() && (settle_contended(id, page, frame, access, slot, e.value) || settle_reused(frame))) {
+      return judge_access(e);  // again, with the stores where the core put them
     }
     if (fits.empty()) {
       std::string allowed;
@@ -588,6 +588,33 @@ class Judge {
     return true;
   }
 
+  // A frame an access finds under a store of its own while the model still
+  // binds it to a store that only contended pages hold: the core settled
+  // each of those races by copying (where the model's order had the last
+  // sharer take the store in place), and the sharer that kept the frame has
+  // dropped it since, so it was free to be given again. Those pages get
+  // copies (same values) and the frame is unbound; the quiescence check
+  // still sees a frame that two stores map (quiescent).
+  bool settle_reused(u64 frame) {
+    const auto holder = store_of_frame_.find(frame);
+    if (holder == store_of_frame_.end() || !model_.store_alive(holder->second)) return false;
+    const u64 store = holder->second;
+    boost::container::small_vector<std::pair<SpaceId, u64>, 4> pages;
+    for (const auto& [key, in_flight] : contended_) {
+      if (!model_.live(key.first)) continue;
+      const VmModel::Page* p = model_.page(key.first, key.second);
+      if (p != nullptr && p->backing == Backing::Store && p->store == store) pages.push_back(key);
+    }
+    if (pages.size() != model_.store(store).holders) return false;
+    for (const auto& key : pages) {
+      contended_.erase(key);
+      model_.split(key.first, key.second);
+    }
+    frame_of_store_.erase(store);
+    store_of_frame_.erase(holder);
+    return true;
+  }
+
   // Can `v` hold `value` in `slot`: its value, or one of those a fork's
   // copy may have taken (copying_)?
   bool may_hold(const View& v, int slot, u64 value) const {
@@ -637,7 +664,28 @@ class Judge {
     return {};
   }
 
+  // What is wrong with the frame a page with data maps at quiescence, or
+  // "": two stores on one frame is data crossing owners; a store whose
+  // frame an access saw maps that frame, unless its page's race was one the
+  // model could not order (contended_).
+  std::string frame_differs(const VmModel::Page& m, SpaceId id, u64 va, u64 frame, const std::string& name,
+                            std::map<u64, std::tuple<u64, std::string, u64>>& store_on_frame) const {
+    if (m.backing != Backing::Store) return {};
+    const auto [first, fresh] = store_on_frame.try_emplace(frame, m.store, name, va);
+    if (!fresh && std::get<0>(first->second) != m.store) {
+      return fmt::format("frame {:#x} also backs space {} page {:#x}, which the model gives other data",
+                         frame, std::get<1>(first->second), std::get<2>(first->second));
+    }
+    const auto bound = frame_of_store_.find(m.store);
+    if (bound != frame_of_store_.end() && bound->second != frame && contended_.count({id, va}) == 0) {
+      return fmt::format("it maps frame {:#x}, its data was seen in frame {:#x}", frame, bound->second);
+    }
+    return {};
+  }
+
   void quiescent() {
+    // Frame -> the store the first page found on it holds, and that page.
+    std::map<u64, std::tuple<u64, std::string, u64>> store_on_frame;
     for (const auto& entry : ids_) {
       const std::string& name = entry.first;  // a plain reference: Clang 14 lambdas cannot capture bindings
       const SpaceId id = entry.second;
@@ -693,6 +741,10 @@ class Judge {
         }
         const u64 frame = t.value().physical.value() & ~(kPage - 1);
         if (const std::string wrong = mapping_differs(m, t.value().leaf, frame); !wrong.empty()) {
+          fail(0, nullptr, fmt::format("at the end: space {} page {:#x}: {}", name, va, wrong));
+          return;
+        }
+        if (const std::string wrong = frame_differs(m, id, va, frame, name, store_on_frame); !wrong.empty()) {
           fail(0, nullptr, fmt::format("at the end: space {} page {:#x}: {}", name, va, wrong));
           return;
         }
