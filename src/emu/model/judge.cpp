@@ -374,9 +374,24 @@ class Judge {
 
   // The page's unsharing race is one the model cannot order; CPU `c`'s pin
   // or fault that takes part in it is in flight until its end.
-  void contend(SpaceId id, u64 page, std::uint32_t c) { contended_[{id, page}] |= std::uint64_t{1} << c; }
+  // What the model's order left the page with is recorded each time.
+  void contend(SpaceId id, u64 page, std::uint32_t c) {
+    Contention& entry = contended_[{id, page}];
+    entry.in_flight |= std::uint64_t{1} << c;
+    const VmModel::Page* p = model_.page(id, page);
+    const bool alone = p != nullptr && p->backing == Backing::Store && model_.store(p->store).holders == 1;
+    entry.alone = alone ? p->store : 0;
+  }
   void returned(std::uint32_t c) {
-    for (auto& [page, in_flight] : contended_) in_flight &= ~(std::uint64_t{1} << c);
+    for (auto& [page, entry] : contended_) entry.in_flight &= ~(std::uint64_t{1} << c);
+  }
+  // Did an unsettled race leave `store` to one page alone (so every holder
+  // it has now is that page or a space forked from it since)?
+  bool left_alone(u64 store) const {
+    for (const auto& [page, entry] : contended_) {
+      if (entry.alone == store) return true;
+    }
+    return false;
   }
 
   // The pages other CPUs' pins and faults under way are unsharing: their
@@ -541,7 +556,7 @@ class Judge {
     // core put the page: a pin still copying leaves the old frame mapped,
     // and a CPU may still read it through an entry whose shootdown is under
     // way, though the model's view (same store, same rights) did not change.
-    if (const auto it = contended_.find({id, page}); it != contended_.end() && it->second == 0 && !stale_fits &&
+    if (const auto it = contended_.find({id, page}); it != contended_.end() && it->second.in_flight == 0 && !stale_fits &&
                                                      used->backing == Backing::Store && *used == view_of(model_.page(id, page))) {
       contended_.erase(it);
     }
@@ -565,19 +580,27 @@ class Judge {
 
   // A page in contended_ accessed through a frame its store is not bound
   // to: the core settled the race the other way. Its store kept by the model
-  // but copied by the core: the page gets a copy (same values). Its copy
-  // made by the model while the core kept the frame (which the model gave
-  // another sharer): the frame's binding moves to this page's store, and
-  // the other sharer's store is bound again at its own next access. Then
-  // the access is judged again.
+  // but copied by the core: where the race left the store to this page
+  // alone, the store is the copy (it and the spaces forked from the page
+  // since are all on the core's copy) and is bound again; else the page gets
+  // a copy (same values). Its copy made by the model while the core kept
+  // the frame (which the model gave another sharer): the frame's binding
+  // moves to this page's store, and the other sharer's store is bound again
+  // at its own next access. Then the access is judged again.
   bool settle_contended(SpaceId id, u64 page, u64 frame, mm::Access access, int slot, u64 value) {
-    if (contended_.erase({id, page}) == 0) return false;
+    const auto it = contended_.find({id, page});
+    if (it == contended_.end()) return false;
+    const u64 alone = it->second.alone;
+    contended_.erase(it);
     const VmModel::Page* p = model_.page(id, page);
     if (p == nullptr || p->backing != Backing::Store) return false;
     if (access == mm::Access::Read && value_of(view_of(p), slot) != value) return false;
     if (frame == zero_frame_) return false;
     const auto bound = frame_of_store_.find(p->store);
-    if (bound != frame_of_store_.end()) {
+    if (bound != frame_of_store_.end() && alone == p->store) {
+      store_of_frame_.erase(bound->second);
+      frame_of_store_.erase(bound);
+    } else if (bound != frame_of_store_.end()) {
       model_.split(id, page);  // the model's page kept a frame the core copied away from
     } else {
       const auto holder = store_of_frame_.find(frame);
@@ -589,28 +612,18 @@ class Judge {
   }
 
   // A frame an access finds under a store of its own while the model still
-  // binds it to a store that only contended pages hold: the core settled
-  // each of those races by copying (where the model's order had the last
-  // sharer take the store in place), and the sharer that kept the frame has
-  // dropped it since, so it was free to be given again. Those pages get
-  // copies (same values) and the frame is unbound; the quiescence check
-  // still sees a frame that two stores map (quiescent).
+  // binds it to a store an unsettled race left to one page alone (the
+  // model's order had that page take the store in place): the core copied
+  // there instead, and the sharer it left on the frame has dropped it since,
+  // so the frame was free to be given again. The store is unbound (its
+  // holders are on the core's copy, which their next access shows); the
+  // quiescence check still sees a frame that two stores map (quiescent).
   bool settle_reused(u64 frame) {
     const auto holder = store_of_frame_.find(frame);
-    if (holder == store_of_frame_.end() || !model_.store_alive(holder->second)) return false;
-    const u64 store = holder->second;
-    boost::container::small_vector<std::pair<SpaceId, u64>, 4> pages;
-    for (const auto& [key, in_flight] : contended_) {
-      if (!model_.live(key.first)) continue;
-      const VmModel::Page* p = model_.page(key.first, key.second);
-      if (p != nullptr && p->backing == Backing::Store && p->store == store) pages.push_back(key);
+    if (holder == store_of_frame_.end() || !model_.store_alive(holder->second) || !left_alone(holder->second)) {
+      return false;
     }
-    if (pages.size() != model_.store(store).holders) return false;
-    for (const auto& key : pages) {
-      contended_.erase(key);
-      model_.split(key.first, key.second);
-    }
-    frame_of_store_.erase(store);
+    frame_of_store_.erase(holder->second);
     store_of_frame_.erase(holder);
     return true;
   }
@@ -666,8 +679,9 @@ class Judge {
 
   // What is wrong with the frame a page with data maps at quiescence, or
   // "": two stores on one frame is data crossing owners; a store whose
-  // frame an access saw maps that frame, unless its page's race was one the
-  // model could not order (contended_).
+  // frame an access saw maps that frame, unless its page's race, or the race
+  // that left the store to the page it came from, is one the model could not
+  // order and no access has settled (contended_).
   std::string frame_differs(const VmModel::Page& m, SpaceId id, u64 va, u64 frame, const std::string& name,
                             std::map<u64, std::tuple<u64, std::string, u64>>& store_on_frame) const {
     if (m.backing != Backing::Store) return {};
@@ -677,7 +691,8 @@ class Judge {
                          frame, std::get<1>(first->second), std::get<2>(first->second));
     }
     const auto bound = frame_of_store_.find(m.store);
-    if (bound != frame_of_store_.end() && bound->second != frame && contended_.count({id, va}) == 0) {
+    if (bound != frame_of_store_.end() && bound->second != frame && contended_.count({id, va}) == 0 &&
+        !left_alone(m.store)) {
       return fmt::format("it maps frame {:#x}, its data was seen in frame {:#x}", frame, bound->second);
     }
     return {};
@@ -777,9 +792,12 @@ class Judge {
   // page; and the values a copy's slot may hold until a read says which.
   std::vector<std::pair<u64, u64>> copying_[64];
   std::map<std::pair<u64, int>, std::set<u64>> uncertain_;
-  // (space, page) -> the CPUs whose pin or fault contending it is still in
-  // flight, a bit each (settle_contended).
-  std::map<std::pair<SpaceId, u64>, std::uint64_t> contended_;
+  // (space, page) -> its unsettled race (settle_contended).
+  struct Contention {
+    std::uint64_t in_flight = 0;  // the CPUs whose pin or fault contending the page has not returned, a bit each
+    u64 alone = 0;                // the store the model's order left to the page alone (0: none)
+  };
+  std::map<std::pair<SpaceId, u64>, Contention> contended_;
   std::map<u64, u64> frame_of_store_;
   std::map<u64, u64> store_of_frame_;
   bool stopped_ = false;
