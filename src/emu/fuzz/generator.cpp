@@ -122,6 +122,16 @@ class Generator {
     const u64 count = c_.range(1, arena_pages_ - first);
     return {kArenaBase + first * kPage, count * kPage};
   }
+  // A page range an operation (unmap, protect, pin, unpin) names: in the
+  // arena, or, once the case maps device memory, from a device page on.
+  // Half of those start at the window's first page, so that a range ends
+  // inside a 2 MiB device page that starts with it: the core must split the
+  // large page at the range's end as well as at its start.
+  std::pair<u64, u64> op_range() {
+    if (phys_pages_ == 0 || !c_.percent(20)) return arena_range();
+    const u64 first = c_.percent(50) ? 0 : c_.draw(std::min<u64>(phys_pages_, 16));
+    return {kDeviceBase + first * kPage, c_.range(1, 8) * kPage};
+  }
 
   mm::Prot prot() {
     static constexpr mm::Prot kProts[] = {mm::Prot::ReadWrite, mm::Prot::Read, mm::Prot::None, mm::Prot::All,
@@ -250,25 +260,25 @@ class Generator {
         break;
       case 6:
         if (swarm_.unmaps) {
-          const auto [address, length] = arena_range();
+          const auto [address, length] = op_range();
           return any(UnmapStmt{space, mm::VirtAddr(address), length});
         }
         break;
       case 7:
         if (swarm_.protects) {
-          const auto [address, length] = arena_range();
+          const auto [address, length] = op_range();
           return any(ProtectStmt{space, mm::VirtAddr(address), length, prot()});
         }
         break;
       case 8:
         if (swarm_.pins) {
-          const auto [address, length] = arena_range();
+          const auto [address, length] = op_range();
           return any(PinStmt{space, mm::VirtAddr(address), length});
         }
         break;
       case 9:
         if (swarm_.unpins) {
-          const auto [address, length] = arena_range();
+          const auto [address, length] = op_range();
           return any(UnpinStmt{space, mm::VirtAddr(address), length});
         }
         break;
