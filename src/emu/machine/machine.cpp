@@ -384,10 +384,22 @@ EmuSpace* Machine::space(const std::string& name) {
   return it == spaces_.end() ? nullptr : it->second.space.get();
 }
 
+// Each space leaves the map before the core destroys it, so no host lock is
+// held across the core's code: destroy() has scheduling points, and a core
+// panic in it leaves through a longjmp (run_guarded), which would leave the
+// lock held and the next run's end_run waiting on it for ever.
 void Machine::destroy_spaces() {
-  std::lock_guard<std::mutex> guard(spaces_mutex_);
-  for (auto& [name, s] : spaces_) s.space->destroy();
-  spaces_.clear();
+  for (;;) {
+    std::unique_ptr<EmuSpace> doomed;
+    {
+      std::lock_guard<std::mutex> guard(spaces_mutex_);
+      if (spaces_.empty()) return;
+      const auto first = spaces_.begin();
+      doomed = std::move(first->second.space);
+      spaces_.erase(first);
+    }
+    doomed->destroy();
+  }
 }
 
 mm::Status Machine::use_space(const std::string& name) {
