@@ -598,17 +598,22 @@ class Judge {
     if (frame == zero_frame_) return false;
     const auto bound = frame_of_store_.find(p->store);
     if (bound != frame_of_store_.end() && alone == p->store) {
-      store_of_frame_.erase(bound->second);
-      frame_of_store_.erase(bound);
+      unbind(p->store);
     } else if (bound != frame_of_store_.end()) {
       model_.split(id, page);  // the model's page kept a frame the core copied away from
     } else {
       const auto holder = store_of_frame_.find(frame);
       if (holder == store_of_frame_.end()) return false;
-      frame_of_store_.erase(holder->second);
-      store_of_frame_.erase(holder);
+      unbind(holder->second);
     }
     return true;
+  }
+  // Forgets which frame `store` is on (both directions of the binding).
+  void unbind(u64 store) {
+    const auto bound = frame_of_store_.find(store);
+    if (bound == frame_of_store_.end()) return;
+    store_of_frame_.erase(bound->second);
+    frame_of_store_.erase(bound);
   }
 
   // A frame an access finds under a store of its own while the model still
@@ -623,8 +628,7 @@ class Judge {
     if (holder == store_of_frame_.end() || !model_.store_alive(holder->second) || !left_alone(holder->second)) {
       return false;
     }
-    frame_of_store_.erase(holder->second);
-    store_of_frame_.erase(holder);
+    unbind(holder->second);
     return true;
   }
 
@@ -682,13 +686,18 @@ class Judge {
   // frame an access saw maps that frame, unless its page's race, or the race
   // that left the store to the page it came from, is one the model could not
   // order and no access has settled (contended_).
+  struct FrameUser {  // the first page quiescent() found on a frame
+    u64 store;
+    const std::string* space;
+    u64 va;
+  };
   std::string frame_differs(const VmModel::Page& m, SpaceId id, u64 va, u64 frame, const std::string& name,
-                            std::map<u64, std::tuple<u64, std::string, u64>>& store_on_frame) const {
+                            std::map<u64, FrameUser>& users) const {
     if (m.backing != Backing::Store) return {};
-    const auto [first, fresh] = store_on_frame.try_emplace(frame, m.store, name, va);
-    if (!fresh && std::get<0>(first->second) != m.store) {
-      return fmt::format("frame {:#x} also backs space {} page {:#x}, which the model gives other data",
-                         frame, std::get<1>(first->second), std::get<2>(first->second));
+    const auto [first, fresh] = users.try_emplace(frame, FrameUser{m.store, &name, va});
+    if (!fresh && first->second.store != m.store) {
+      return fmt::format("frame {:#x} also backs space {} page {:#x}, which the model gives other data", frame,
+                         *first->second.space, first->second.va);
     }
     const auto bound = frame_of_store_.find(m.store);
     if (bound != frame_of_store_.end() && bound->second != frame && contended_.count({id, va}) == 0 &&
@@ -699,8 +708,7 @@ class Judge {
   }
 
   void quiescent() {
-    // Frame -> the store the first page found on it holds, and that page.
-    std::map<u64, std::tuple<u64, std::string, u64>> store_on_frame;
+    std::map<u64, FrameUser> users;  // by frame
     for (const auto& entry : ids_) {
       const std::string& name = entry.first;  // a plain reference: Clang 14 lambdas cannot capture bindings
       const SpaceId id = entry.second;
@@ -755,11 +763,9 @@ class Judge {
           continue;
         }
         const u64 frame = t.value().physical.value() & ~(kPage - 1);
-        if (const std::string wrong = mapping_differs(m, t.value().leaf, frame); !wrong.empty()) {
-          fail(0, nullptr, fmt::format("at the end: space {} page {:#x}: {}", name, va, wrong));
-          return;
-        }
-        if (const std::string wrong = frame_differs(m, id, va, frame, name, store_on_frame); !wrong.empty()) {
+        std::string wrong = mapping_differs(m, t.value().leaf, frame);
+        if (wrong.empty()) wrong = frame_differs(m, id, va, frame, name, users);
+        if (!wrong.empty()) {
           fail(0, nullptr, fmt::format("at the end: space {} page {:#x}: {}", name, va, wrong));
           return;
         }
