@@ -241,8 +241,10 @@ bool Machine::start_run(std::string& error) {
     references.dropping = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
       if (Oracle* oracle = static_cast<Machine*>(context)->judging_oracle()) oracle->reference_dropped(space, frame.value());
     };
-    references.taking = [](void* context, const mm::TlbContext* space, mm::PhysAddr frame) {
-      if (Oracle* oracle = static_cast<Machine*>(context)->judging_oracle()) oracle->frame_taken(space, frame.value());
+    references.unshared = [](void* context, const mm::TlbContext* space, mm::VirtAddr page, mm::PhysAddr from, mm::PhysAddr to) {
+      Machine* machine = static_cast<Machine*>(context);
+      if (Oracle* oracle = machine->judging_oracle(); oracle != nullptr && from == to) oracle->frame_taken(space, from.value());
+      if (model::History* history = machine->history()) history->unshared(cpu_context.cpu, page.value(), from.value(), to.value());
     };
   }
   vm_.emplace(platform_, *memory_,

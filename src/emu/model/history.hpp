@@ -11,7 +11,9 @@
 // fault outcome. Between the last two, other CPUs may still use the
 // translations it removed (the shootdown is under way). Each access is one
 // event at its load or store, with the value and the physical address it
-// used.
+// used. And where a page stops sharing a copy-on-write frame, the core says
+// whether it copied (which no lock orders when other sharers unshare, unmap
+// or fork at the same time): one event, from inside the operation or fault.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +36,7 @@ struct HistoryEvent {
     OpEnd,       // result: the mm::Status
     FaultEnd,    // result: the mm::FaultOutcome
     Access,      // a completed access (result 0) or a segmentation fault (result 1)
+    Unshared,    // the pending pin, poke or fault's page va left frame `value` for frame `physical` (the same: taken in place)
   };
   Kind kind = Kind::OpBegin;
   std::uint8_t cpu = 0;
@@ -82,6 +85,14 @@ class History {
     e.va = va;
     e.value = value;
     e.physical = physical;
+    add(e);
+  }
+
+  void unshared(std::uint32_t cpu, std::uint64_t va, std::uint64_t from, std::uint64_t to) {
+    HistoryEvent e{HistoryEvent::Kind::Unshared, static_cast<std::uint8_t>(cpu)};
+    e.va = va;
+    e.value = from;
+    e.physical = to;
     add(e);
   }
 

@@ -59,10 +59,9 @@ class Judge {
         dump_(std::getenv("PAGELAB_JUDGE_DUMP") != nullptr) {}
 
   JudgeResult run(const History& history) {
-    events_ = &history.events();
-    for (at_ = 0; at_ < events_->size(); ++at_) {
+    for (const HistoryEvent& e : history.events()) {
       if (stopped_ || result_.failure) break;
-      step((*events_)[at_]);
+      step(e);
     }
     if (!stopped_ && !result_.failure) quiescent();
     result_.complete = !stopped_;
@@ -104,7 +103,7 @@ class Judge {
   void step(const HistoryEvent& e) {
     CpuState& cpu = cpus_[e.cpu];
     if (dump_) {
-      static const char* kKinds[] = {"stmt", "op", "fault", "effect", "op-end", "fault-end", "access"};
+      static const char* kKinds[] = {"stmt", "op", "fault", "effect", "op-end", "fault-end", "access", "unshared"};
       std::fprintf(stderr, "judge: cpu%u %-9s va=%#lx acc=%u val=%#lx pa=%#lx res=%u %s\n", e.cpu, kKinds[static_cast<int>(e.kind)],
                    e.va, e.access, e.value, e.physical, e.result,
                    e.statement ? std::string(scenario::keyword_of(*e.statement)).c_str() : "");
@@ -136,6 +135,9 @@ class Judge {
         break;
       case HistoryEvent::Kind::Access:
         judge_access(e);
+        break;
+      case HistoryEvent::Kind::Unshared:
+        unshared(e);
         break;
     }
   }
@@ -170,10 +172,6 @@ class Judge {
       out.emplace_back(it->first, v);
     }
     return out;
-  }
-  static const View* find_view(const Views& views, u64 va) {
-    const auto it = std::lower_bound(views.begin(), views.end(), va, [](const auto& e, u64 v) { return e.first < v; });
-    return it != views.end() && it->first == va ? &it->second : nullptr;
   }
   void leave_stale(std::uint32_t c, SpaceId id, const Views& before) {
     for (const auto& [va, old] : before) {
@@ -277,22 +275,7 @@ class Judge {
       if (p.predicted == mm::Status::Ok) model_.protect(*id, pr->address.value(), pr->length, pr->prot);
     } else if (const auto* pin = s.as<scenario::PinStmt>()) {
       p.predicted = model_.check_pin(*id, pin->address.value(), pin->length);
-      if (p.predicted == mm::Status::Ok) {
-        model_.pin(*id, pin->address.value(), pin->length);
-        // Which sharer of a copy-on-write page copies and which keeps the
-        // frame depends, when another space is dropping or taking its own
-        // share at the same time (busy_elsewhere), on an order the model
-        // cannot see: the page's next access says which frame it has.
-        if (busy_elsewhere(c, *id)) {
-          for (u64 va = pin->address.value(); va < pin->address.value() + pin->length; va += kPage) {
-            const View* was = find_view(before, va);
-            if (was != nullptr && was->backing == Backing::Store && !was->writable) {
-              contend(*id, va, c);
-            }
-          }
-          contend_others(c);
-        }
-      }
+      if (p.predicted == mm::Status::Ok) model_.pin(*id, pin->address.value(), pin->length);
     } else if (const auto* unpin = s.as<scenario::UnpinStmt>()) {
       p.predicted = model_.check_unpin(*id, unpin->address.value(), unpin->length);
       if (p.predicted == mm::Status::Ok) model_.unpin(*id, unpin->address.value(), unpin->length);
@@ -313,7 +296,6 @@ class Judge {
     cpu.pending = Pending{};
     drop_stale(c);
     copying_[c].clear();
-    returned(c);
     if (p.statement == nullptr) return;
     if (actual == mm::Status::OutOfMemory) {
       stopped_ = true;  // the model does not predict the allocator
@@ -343,18 +325,6 @@ class Judge {
     p.device = before_page != nullptr && before_page->backing == Backing::Device;
     p.predicted_outcome = model_.predict_fault(id, p.va, p.access, p.user);
     if (!mm::resolved(p.predicted_outcome) || p.predicted_outcome == mm::FaultOutcome::Complete) return;
-    // Whether a copy-on-write write copies or takes the frame depends on the
-    // other sharers, whose operations on their own spaces are under other
-    // locks: one in flight elsewhere may be found before or after its share
-    // goes. Then the fault's own answer says which, at its end.
-    const bool cow_break = before_page != nullptr && before_page->backing == Backing::Store && before_page->cow &&
-                           (p.predicted_outcome == mm::FaultOutcome::MapBacking ||
-                            p.predicted_outcome == mm::FaultOutcome::CopyBacking);
-    if (cow_break && busy_elsewhere(c, id)) {
-      const std::optional<mm::FaultOutcome> actual = outcome_ahead(c);
-      if (actual == mm::FaultOutcome::MapBacking || actual == mm::FaultOutcome::CopyBacking) p.predicted_outcome = *actual;
-      contend_others(c);
-    }
     const View old = view_of(before_page);
     if (old.backing == Backing::Store) model_.watch(old.store);
     const Views before = {{page, old}};
@@ -362,73 +332,70 @@ class Judge {
     leave_stale(c, id, before);
   }
 
-  // The outcome the fault now taking effect on CPU `c` will end with (the
-  // history is whole: the judge may read ahead).
-  std::optional<mm::FaultOutcome> outcome_ahead(std::uint32_t c) const {
-    for (std::size_t i = at_ + 1; i < events_->size(); ++i) {
-      const HistoryEvent& e = (*events_)[i];
-      if (e.cpu == c && e.kind == HistoryEvent::Kind::FaultEnd) return static_cast<mm::FaultOutcome>(e.result);
+  // The core's word on a copy-on-write page that a pin, poke or fault of CPU
+  // `c` unshared (history.hpp, Unshared): it copied, or took the frame in
+  // place. Which one depends on the other sharers, whose unmaps, forks and
+  // unsharings run under their own spaces' locks, so on an order of
+  // refcounts the model's order of lock acquisitions does not decide. A copy
+  // is always allowed; taking the frame in place only when no other page
+  // holds the store any more: every other sharer's operation has taken
+  // effect (its reference is dropped after that, never before). Where the
+  // model chose otherwise at the linearization point, it follows the core
+  // (the values are the same: a copy-on-write store is written by nobody),
+  // and the page's store is bound to the frame the core now maps.
+  void unshared(const HistoryEvent& e) {
+    const std::uint32_t c = e.cpu;
+    const CpuState& cpu = cpus_[c];
+    Pending& p = cpus_[c].pending;
+    const std::optional<SpaceId> id = p.kind == Pending::Kind::Fault ? cpu.space
+                                      : p.kind == Pending::Kind::Op && p.statement != nullptr ? space_named(*p.statement)
+                                                                                              : std::nullopt;
+    const u64 va = e.va, from = e.value & ~(kPage - 1), to = e.physical & ~(kPage - 1);
+    const VmModel::Page* page = id ? model_.page(*id, va) : nullptr;
+    if (!p.applied || page == nullptr || page->backing != Backing::Store || page->cow) {
+      fail(c, p.statement, fmt::format("cpu {} unshared page {:#x} (frame {:#x}), which no operation of the model's "
+                                       "unshares at this point", c, va, from));
+      return;
     }
-    return std::nullopt;
-  }
-
-  // The page's unsharing race is one the model cannot order; CPU `c`'s pin
-  // or fault that takes part in it is in flight until its end.
-  // What the model's order left the page with is recorded each time.
-  void contend(SpaceId id, u64 page, std::uint32_t c) {
-    Contention& entry = contended_[{id, page}];
-    entry.in_flight |= std::uint64_t{1} << c;
-    const VmModel::Page* p = model_.page(id, page);
-    const bool alone = p != nullptr && p->backing == Backing::Store && model_.store(p->store).holders == 1;
-    entry.alone = alone ? p->store : 0;
-  }
-  void returned(std::uint32_t c) {
-    for (auto& [page, entry] : contended_) entry.in_flight &= ~(std::uint64_t{1} << c);
-  }
-  // Did an unsettled race leave `store` to one page alone (so every holder
-  // it has now is that page or a space forked from it since)?
-  bool left_alone(u64 store) const {
-    for (const auto& [page, entry] : contended_) {
-      if (entry.alone == store) return true;
-    }
-    return false;
-  }
-
-  // The pages other CPUs' pins and faults under way are unsharing: their
-  // order against this CPU's is unknown too (contended_).
-  void contend_others(std::uint32_t c) {
-    for (std::uint32_t other = 0; other < 64; ++other) {
-      const CpuState& o = cpus_[other];
-      if (other == c || o.pending.kind == Pending::Kind::None) continue;
-      if (o.pending.kind == Pending::Kind::Fault) {
-        if (o.space) contend(*o.space, o.pending.va & ~(kPage - 1), other);
-        continue;
+    // The store the page had before this operation: the stale view it left, if its view changed.
+    u64 before = page->store;
+    if (const auto it = stale_.find({*id, va}); it != stale_.end()) {
+      for (const Stale& s : it->second) {
+        if (s.owner == c && s.view.backing == Backing::Store) before = s.view.store;
       }
-      const auto* pin = o.pending.statement != nullptr ? o.pending.statement->as<scenario::PinStmt>() : nullptr;
-      const std::optional<SpaceId> space = pin != nullptr ? id_of(pin->space) : std::nullopt;
-      if (!space) continue;
-      for (u64 va = pin->address.value(); va < pin->address.value() + pin->length; va += kPage) contend(*space, va, other);
     }
+    if (const auto seen = frame_of_store_.find(before); seen != frame_of_store_.end() && seen->second != from) {
+      fail(c, p.statement, fmt::format("cpu {} unshared page {:#x} from frame {:#x}; its data was seen in frame {:#x}", c, va,
+                                       from, seen->second));
+      return;
+    }
+    const bool copied = from != to;
+    if (copied && before == page->store) {
+      // The old translation stays usable until the operation returns (its shootdown).
+      const Views was = views(*id, va, va + kPage);
+      model_.split(*id, va);
+      leave_stale(c, *id, was);
+    } else if (!copied && before != page->store) {
+      if (model_.store_alive(before)) {
+        fail(c, p.statement, fmt::format("cpu {} took frame {:#x} in place for page {:#x}, while the model's other sharers "
+                                         "of its store still hold it", c, from, va));
+        return;
+      }
+      unbind(before);
+    }
+    const u64 store = model_.page(*id, va)->store;
+    if (const auto holder = store_of_frame_.find(to);
+        copied && holder != store_of_frame_.end() && holder->second != store && model_.store_alive(holder->second)) {
+      fail(c, p.statement, fmt::format("cpu {} copied page {:#x} into frame {:#x}, where the model still has a live page's data",
+                                       c, va, to));
+      return;
+    }
+    unbind(store);
+    if (const auto holder = store_of_frame_.find(to); holder != store_of_frame_.end()) unbind(holder->second);
+    bind(View{Backing::Store, store}, to);
+    if (p.kind == Pending::Kind::Fault) p.predicted_outcome = copied ? mm::FaultOutcome::CopyBacking : mm::FaultOutcome::MapBacking;
   }
 
-  // Is another CPU in the middle of an operation or fault on another space
-  // than `id` that may change who holds a store (a fault, an unmap, a pin,
-  // a poke, a fork)?
-  bool busy_elsewhere(std::uint32_t c, SpaceId id) const {
-    for (std::uint32_t other = 0; other < 64; ++other) {
-      const CpuState& o = cpus_[other];
-      if (other == c || o.pending.kind == Pending::Kind::None) continue;
-      if (o.pending.kind == Pending::Kind::Fault) {
-        if (o.space != id) return true;
-        continue;
-      }
-      const Statement* s = o.pending.statement;
-      const bool shares = s != nullptr && (s->is<scenario::UnmapStmt>() || s->is<scenario::PinStmt>() ||
-                                           s->is<scenario::PokeStmt>() || s->is<scenario::ForkStmt>());
-      if (shares && space_named(*s) != id) return true;
-    }
-    return false;
-  }
   std::optional<SpaceId> space_named(const Statement& s) const {
     std::string name;
     if (const auto* m = s.as<scenario::MapStmt>()) name = m->space;
@@ -446,7 +413,6 @@ class Judge {
     const Pending p = cpu.pending;
     cpu.pending = Pending{};
     drop_stale(c);
-    returned(c);
     if (actual == mm::FaultOutcome::OutOfMemory) {
       stopped_ = true;
       return;
@@ -480,7 +446,10 @@ class Judge {
         if (bound != frame_of_store_.end()) return bound->second == frame;
         if (frame == zero_frame_) return false;  // a store is a frame of its own
         const auto holder = store_of_frame_.find(frame);
-        return holder == store_of_frame_.end() || !model_.store_exists(holder->second);
+        // A frame whose store no page holds any more is free to be given
+        // again, though a stale view still watches the store: the core drops
+        // a removed translation's reference only after its shootdown.
+        return holder == store_of_frame_.end() || !model_.store_alive(holder->second);
       }
       default: return false;
     }
@@ -521,9 +490,6 @@ class Judge {
         stale_fits = stale_fits || i >= stale_from;
       }
     }
-    if (fits.empty() && (settle_contended(id, page, frame, access, slot, e.value) || settle_reused(frame))) {
-      return judge_access(e);  // again, with the stores where the core put them
-    }
     if (fits.empty()) {
       std::string allowed;
       for (const View& v : views) {
@@ -550,16 +516,6 @@ class Judge {
       }
     }
     if (fits.size() == 1) bind(*used, frame);
-    // An access through the page's current translation settles a contended
-    // page once the operations that contend it have returned. Before, or
-    // through a translation that may be stale, it says nothing of where the
-    // core put the page: a pin still copying leaves the old frame mapped,
-    // and a CPU may still read it through an entry whose shootdown is under
-    // way, though the model's view (same store, same rights) did not change.
-    if (const auto it = contended_.find({id, page}); it != contended_.end() && it->second.in_flight == 0 && !stale_fits &&
-                                                     used->backing == Backing::Store && *used == view_of(model_.page(id, page))) {
-      contended_.erase(it);
-    }
     if (slot < 0 || used->backing == Backing::Zero) return;
     if (access == mm::Access::Read && used->backing == Backing::Store && !uncertain_.empty() &&
         uncertain_.count({used->store, slot})) {
@@ -578,58 +534,12 @@ class Judge {
     }
   }
 
-  // A page in contended_ accessed through a frame its store is not bound
-  // to: the core settled the race the other way. Its store kept by the model
-  // but copied by the core: where the race left the store to this page
-  // alone, the store is the copy (it and the spaces forked from the page
-  // since are all on the core's copy) and is bound again; else the page gets
-  // a copy (same values). Its copy made by the model while the core kept
-  // the frame (which the model gave another sharer): the frame's binding
-  // moves to this page's store, and the other sharer's store is bound again
-  // at its own next access. Then the access is judged again.
-  bool settle_contended(SpaceId id, u64 page, u64 frame, mm::Access access, int slot, u64 value) {
-    const auto it = contended_.find({id, page});
-    if (it == contended_.end()) return false;
-    const u64 alone = it->second.alone;
-    contended_.erase(it);
-    const VmModel::Page* p = model_.page(id, page);
-    if (p == nullptr || p->backing != Backing::Store) return false;
-    if (access == mm::Access::Read && value_of(view_of(p), slot) != value) return false;
-    if (frame == zero_frame_) return false;
-    const auto bound = frame_of_store_.find(p->store);
-    if (bound != frame_of_store_.end() && alone == p->store) {
-      unbind(p->store);
-    } else if (bound != frame_of_store_.end()) {
-      model_.split(id, page);  // the model's page kept a frame the core copied away from
-    } else {
-      const auto holder = store_of_frame_.find(frame);
-      if (holder == store_of_frame_.end()) return false;
-      unbind(holder->second);
-    }
-    return true;
-  }
   // Forgets which frame `store` is on (both directions of the binding).
   void unbind(u64 store) {
     const auto bound = frame_of_store_.find(store);
     if (bound == frame_of_store_.end()) return;
     store_of_frame_.erase(bound->second);
     frame_of_store_.erase(bound);
-  }
-
-  // A frame an access finds under a store of its own while the model still
-  // binds it to a store an unsettled race left to one page alone (the
-  // model's order had that page take the store in place): the core copied
-  // there instead, and the sharer it left on the frame has dropped it since,
-  // so the frame was free to be given again. The store is unbound (its
-  // holders are on the core's copy, which their next access shows); the
-  // quiescence check still sees a frame that two stores map (quiescent).
-  bool settle_reused(u64 frame) {
-    const auto holder = store_of_frame_.find(frame);
-    if (holder == store_of_frame_.end() || !model_.store_alive(holder->second) || !left_alone(holder->second)) {
-      return false;
-    }
-    unbind(holder->second);
-    return true;
   }
 
   // Can `v` hold `value` in `slot`: its value, or one of those a fork's
@@ -683,15 +593,14 @@ class Judge {
 
   // What is wrong with the frame a page with data maps at quiescence, or
   // "": two stores on one frame is data crossing owners; a store whose
-  // frame an access saw maps that frame, unless its page's race, or the race
-  // that left the store to the page it came from, is one the model could not
-  // order and no access has settled (contended_).
+  // frame an access (or the core's word on an unsharing) showed maps that
+  // frame.
   struct FrameUser {  // the first page quiescent() found on a frame
     u64 store;
     const std::string* space;
     u64 va;
   };
-  std::string frame_differs(const VmModel::Page& m, SpaceId id, u64 va, u64 frame, const std::string& name,
+  std::string frame_differs(const VmModel::Page& m, u64 va, u64 frame, const std::string& name,
                             std::map<u64, FrameUser>& users) const {
     if (m.backing != Backing::Store) return {};
     const auto [first, fresh] = users.try_emplace(frame, FrameUser{m.store, &name, va});
@@ -700,8 +609,7 @@ class Judge {
                          *first->second.space, first->second.va);
     }
     const auto bound = frame_of_store_.find(m.store);
-    if (bound != frame_of_store_.end() && bound->second != frame && contended_.count({id, va}) == 0 &&
-        !left_alone(m.store)) {
+    if (bound != frame_of_store_.end() && bound->second != frame) {
       return fmt::format("it maps frame {:#x}, its data was seen in frame {:#x}", frame, bound->second);
     }
     return {};
@@ -764,7 +672,7 @@ class Judge {
         }
         const u64 frame = t.value().physical.value() & ~(kPage - 1);
         std::string wrong = mapping_differs(m, t.value().leaf, frame);
-        if (wrong.empty()) wrong = frame_differs(m, id, va, frame, name, users);
+        if (wrong.empty()) wrong = frame_differs(m, va, frame, name, users);
         if (!wrong.empty()) {
           fail(0, nullptr, fmt::format("at the end: space {} page {:#x}: {}", name, va, wrong));
           return;
@@ -787,8 +695,6 @@ class Judge {
   emu::Machine& machine_;
   const u64 zero_frame_;
   const bool dump_;  // PAGELAB_JUDGE_DUMP: every event on stderr (docs/FUZZING.md)
-  const std::vector<HistoryEvent>* events_ = nullptr;
-  std::size_t at_ = 0;  // the event being judged
   VmModel model_;
   std::map<std::string, SpaceId> ids_;
   CpuState cpus_[64];
@@ -798,12 +704,6 @@ class Judge {
   // page; and the values a copy's slot may hold until a read says which.
   std::vector<std::pair<u64, u64>> copying_[64];
   std::map<std::pair<u64, int>, std::set<u64>> uncertain_;
-  // (space, page) -> its unsettled race (settle_contended).
-  struct Contention {
-    std::uint64_t in_flight = 0;  // the CPUs whose pin or fault contending the page has not returned, a bit each
-    u64 alone = 0;                // the store the model's order left to the page alone (0: none)
-  };
-  std::map<std::pair<SpaceId, u64>, Contention> contended_;
   std::map<u64, u64> frame_of_store_;
   std::map<u64, u64> store_of_frame_;
   bool stopped_ = false;

@@ -289,8 +289,8 @@ class VmModel {
     for (u64 va = address; va < address + length; va += kPage) unshare(id, va);
     for (u64 va = address; va < address + length; va += kPage) ++page_at(id, va).pins;
   }
-  // The page's store becomes a copy of its own with the same values (a
-  // judge learning that the core copied where the model's order had the page
+  // The page's store becomes a copy of its own with the same values (the
+  // judge, told that the core copied where the model's order had the page
   // take the store as its last holder).
   void split(SpaceId id, u64 va) {
     Page& p = page_at(id, va);
@@ -380,12 +380,10 @@ class VmModel {
 
   // Applies a fault that predict_fault says resolves (or Complete).
   void fault(SpaceId id, u64 va, mm::Access access) { apply_fault(id, va, predict_fault(id, va, access, /*user=*/false)); }
-  // Applies a fault's `outcome`, which may differ from the prediction in one
-  // way only: a write to a copy-on-write page copied (CopyBacking) or took
-  // the store (MapBacking) while another space sharing the store was
-  // dropping its share concurrently (a judge that cannot order the two says
-  // which happened). Taking the store while others still hold it leaves
-  // them holding it until their drops are applied.
+  // Applies a fault's `outcome` (predict_fault's: where the core unshared a
+  // copy-on-write page the other way, the judge corrects the page after,
+  // with split or by moving its binding). Taking the store while others
+  // still hold it leaves them holding it until their drops are applied.
   void apply_fault(SpaceId id, u64 va, mm::FaultOutcome outcome) {
     Page& p = page_at(id, va);
     switch (outcome) {

@@ -49,13 +49,17 @@ namespace mm {
 
 // Told, before each reference a TLB batch drops, which space's removed
 // translation held it (the emulator's oracle checks that no TLB can still
-// reach the frame through that space); and before a space takes a
-// copy-on-write frame as its own in place, which space (the oracle checks
-// that no TLB can reach the frame through any other). Unset: one untaken
+// reach the frame through that space); and each time a space's page stops
+// sharing a copy-on-write frame, which space and page, the frame it shared
+// and the frame it has now: the same frame when it took it in place (the
+// oracle checks that no TLB can reach it through any other space), a copy
+// otherwise. Where two spaces unshare, unmap or fork at once, which of them
+// copies is decided here, by an order of refcounts no lock imposes: the
+// fuzzer's reference model learns it from this call. Unset: one untaken
 // branch each.
 struct ReferenceObserver {
   void (*dropping)(void* context, const TlbContext* space, PhysAddr frame) = nullptr;
-  void (*taking)(void* context, const TlbContext* space, PhysAddr frame) = nullptr;
+  void (*unshared)(void* context, const TlbContext* space, VirtAddr page, PhysAddr from, PhysAddr to) = nullptr;
   void* context = nullptr;
 };
 
@@ -104,9 +108,9 @@ class TlbCoherence {
   void note_reference_drop(const TlbContext* space, PhysAddr frame) const {
     if (config_.observer.dropping != nullptr) config_.observer.dropping(config_.observer.context, space, frame);
   }
-  // `space` takes `frame`, shared copy-on-write until now, as its own (ReferenceObserver).
-  void note_frame_taken(const TlbContext* space, PhysAddr frame) const {
-    if (config_.observer.taking != nullptr) config_.observer.taking(config_.observer.context, space, frame);
+  // `space`'s `page` shared `from` copy-on-write and now has `to` (ReferenceObserver).
+  void note_unshared(const TlbContext* space, VirtAddr page, PhysAddr from, PhysAddr to) const {
+    if (config_.observer.unshared != nullptr) config_.observer.unshared(config_.observer.context, space, page, from, to);
   }
   ShootdownPolicy policy() const { return config_.policy; }
 

@@ -129,7 +129,7 @@ FaultOutcome AddressSpace<P>::break_cow_locked(const Region& region, VirtAddr pa
   u32 sharers = 0;
   for (;;) {
     if (shared.refcount.load(MemoryOrder::Acquire) == 1) {
-      vm_.coherence().note_frame_taken(&tlb_context(), old);
+      vm_.coherence().note_unshared(&tlb_context(), page, old, old);
       shared.owner = FrameOwner::Anonymous;
       const Status set = tables_.set_leaf(page, leaf_for(region, old, keep), batch);
       MM_ASSERT(set == Status::Ok);
@@ -162,6 +162,7 @@ FaultOutcome AddressSpace<P>::break_cow_locked(const Region& region, VirtAddr pa
   frame_of(copy.value()).mapcount.store(1, MemoryOrder::Relaxed);
   const Status set = tables_.set_leaf(page, leaf_for(region, copy.value(), keep), batch);
   MM_ASSERT(set == Status::Ok);
+  vm_.coherence().note_unshared(&tlb_context(), page, old, copy.value());
   batch.release_after_flush(old);
   return FaultOutcome::CopyBacking;
 }
