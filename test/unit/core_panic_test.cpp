@@ -12,6 +12,7 @@
 
 #include "emu/cli/explore.hpp"
 #include "emu/machine/emu_platform.hpp"
+#include "emu/machine/machine.hpp"
 #include "emu/runner/run_workspace.hpp"
 #include "emu/runner/scenario_runner.hpp"
 #include "emu/scenario/parser.hpp"
@@ -107,6 +108,39 @@ TEST(CorePanic, ExploreCountsPanickingSeedsAndFinishes) {
   ASSERT_EQ(result.groups.size(), 1u);
   EXPECT_NE(result.groups[0].key.find("panic: assertion failed"), std::string::npos) << result.groups[0].key;
   EXPECT_FALSE(result.bad_input);
+}
+
+// A core assertion during the run's teardown, in the core's destroy() of a
+// space (Machine::end_run): the run fails with the panic, and the
+// workspace's machine serves the next runs. (Until fc94810 a host mutex was
+// held across destroy(), the panic's longjmp left it locked, and the next
+// run's teardown waited on it for ever: mutants 12 and 16 were hangs.)
+TEST(CorePanic, InTheTeardownFailsTheRunAndTheWorkspaceGoesOn) {
+  const auto s = parse(kTwoWriters);
+  emu::RunWorkspace workspace;
+  emu::RunOptions options;
+  options.trace = false;
+  options.workspace = &workspace;
+  options.seed = 1;
+  // After CPU 1's read, CPU 1's page claims no mapping: unmapping it at the
+  // teardown takes its mapcount below zero, which the core asserts against.
+  options.outcomes = [](const Outcome& o) {
+    if (o.section != Outcome::Section::Cpu || o.keyword != "read") return;
+    emu::Machine* machine = emu::cpu_context.machine;
+    const auto t = machine->space("a")->translate(mm::VirtAddr(0x10001000));
+    ASSERT_TRUE(t.ok());
+    machine->vm().memory().frames()[mm::Pfn::containing(t.value().physical)].mapcount.store(0);
+  };
+  const emu::RunResult failed = emu::run_scenario(s, options);
+  ASSERT_EQ(failed.exit_code, 1) << failed.report;
+  EXPECT_NE(first_line(failed.report).find("panic: assertion failed: sharers >= 1"), std::string::npos) << failed.report;
+
+  options.outcomes = nullptr;
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    options.seed = seed;
+    const emu::RunResult r = emu::run_scenario(s, options);
+    EXPECT_EQ(r.exit_code, 0) << r.report;
+  }
 }
 
 }  // namespace
