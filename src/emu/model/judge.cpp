@@ -383,7 +383,7 @@ class Judge {
       }
       unbind(before);
     }
-    const u64 store = model_.page(*id, va)->store;
+    const u64 store = page->store;  // the same node: split gives it its new store in place
     if (const auto holder = store_of_frame_.find(to);
         copied && holder != store_of_frame_.end() && holder->second != store && model_.store_alive(holder->second)) {
       fail(c, p.statement, fmt::format("cpu {} copied page {:#x} into frame {:#x}, where the model still has a live page's data",
