@@ -290,6 +290,7 @@ void Machine::end_run() {
     // and the RAM's frames, which the next run's allocator takes back whole.
     for (auto& [name, space] : spaces_) discard(space.space);
     spaces_.clear();
+    discard(dying_);
     std::construct_at(&vm_);  // disengaged in place: the VM system's destructor does not run
   }
   destroy_spaces();
@@ -389,18 +390,20 @@ EmuSpace* Machine::space(const std::string& name) {
 // Each space leaves the map before the core destroys it, so no host lock is
 // held across the core's code: destroy() has scheduling points, and a core
 // panic in it leaves through a longjmp (run_guarded), which would leave the
-// lock held and the next run's end_run waiting on it for ever.
+// lock held and the next run's end_run waiting on it for ever. The space
+// being destroyed is kept in dying_, not in a local: the longjmp runs no
+// destructor, and end_run discards what an abandoned run left there.
 void Machine::destroy_spaces() {
   for (;;) {
-    std::unique_ptr<EmuSpace> doomed;
     {
       std::lock_guard<std::mutex> guard(spaces_mutex_);
       if (spaces_.empty()) return;
       const auto first = spaces_.begin();
-      doomed = std::move(first->second.space);
+      dying_ = std::move(first->second.space);
       spaces_.erase(first);
     }
-    doomed->destroy();
+    dying_->destroy();
+    dying_.reset();
   }
 }
 

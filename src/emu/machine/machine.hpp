@@ -320,6 +320,7 @@ class Machine {
   std::jmp_buf* escape_[mm::kMaxCpus] = {};  // each CPU's innermost run_guarded
   std::mutex spaces_mutex_;  // CPUs fork and switch spaces concurrently in parallel mode
   std::map<std::string, Space> spaces_;
+  std::unique_ptr<EmuSpace> dying_;  // the space destroy_spaces() is destroying (kept for a panic's escape)
   std::atomic<std::uint64_t> step_{0};
   // Set while end_run() takes the run down (no CPU runs): nothing is
   // emitted, counted or judged then.
