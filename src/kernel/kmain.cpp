@@ -20,6 +20,7 @@
 #include "platform/qemu_exit.hpp"
 #include "scenario/scenario_runner.hpp"
 #include "selftest/selftest.hpp"
+#include "selftest/shootdown_latency.hpp"
 #include "smp/cpu_local.hpp"
 #include "smp/smp.hpp"
 #include "user/user_mode.hpp"
@@ -101,6 +102,7 @@ extern "C" [[noreturn]] void kmain(mm::u32 multiboot_magic, mm::u32 multiboot_in
     kprintf("smp: FAILED: %u CPUs did not come up\n", topology.count - online);
   }
   kprintf("selftest: %u passed, %u failed\n", summary.passed, summary.failed + (all_up ? 0 : 1));
+  print_shootdown_latency();
   kprintf("boot: kmain at %lu us, %u CPUs up and self-tests done at %lu us\n", kmain_us, online,
           boot_microseconds());
   qemu_exit(summary.failed == 0 && all_up && scenarios_passed ? ExitCode::Pass : ExitCode::Fail);

@@ -23,6 +23,7 @@ SelfTestSummary run_self_tests() {
   run_suite(kSmpSelfTests, kSmpSelfTestCount, summary);
   run_suite(kVmSelfTests, kVmSelfTestCount, summary);
   run_suite(kShootdownSelfTests, kShootdownSelfTestCount, summary);
+  run_suite(kShootdownLatencySelfTests, kShootdownLatencySelfTestCount, summary);
   return summary;
 }
 

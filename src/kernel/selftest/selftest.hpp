@@ -24,6 +24,8 @@ extern const SelfTestCase kVmSelfTests[];
 extern const mm::usize kVmSelfTestCount;
 extern const SelfTestCase kShootdownSelfTests[];
 extern const mm::usize kShootdownSelfTestCount;
+extern const SelfTestCase kShootdownLatencySelfTests[];
+extern const mm::usize kShootdownLatencySelfTestCount;
 
 struct SelfTestSummary {
   mm::u32 passed = 0;
