@@ -12,6 +12,7 @@
 #include <atomic>
 #include <span>
 
+#include "emu/host_membarrier.hpp"
 #include "mm/base/panic.hpp"
 #include "mm/base/thread_annotations.hpp"
 #include "mm/platform/platform.hpp"
@@ -106,6 +107,10 @@ class HostPlatform {
     HostPlatformCounters::bump(counters_.ipis_sent, static_cast<u64>(__builtin_popcountll(targets.bits())));
   }
   void relax() { __builtin_ia32_pause(); }
+  // A thread is bound to its CPU, and the host has no interrupts to keep out.
+  void enter_cpu_section(mm::LockClass, const mm::LockSite&) {}
+  void leave_cpu_section() {}
+  void synchronize_cpus() { host_membarrier(); }
   // Warnings and errors go to stderr; debug and info are dropped.
   void log(mm::LogLevel level, const char* text);
 
