@@ -12,6 +12,7 @@
 #include <atomic>
 #include <span>
 
+#include "emu/host_membarrier.hpp"
 #include "mm/base/panic.hpp"
 #include "mm/base/thread_annotations.hpp"
 #include "mm/platform/platform.hpp"
@@ -54,6 +55,7 @@ struct HostPlatformCounters {
   std::atomic<u64> full_flushes{0};
   std::atomic<u64> cr3_loads{0};
   std::atomic<u64> ipis_sent{0};  // one per target CPU
+  std::atomic<u64> cpu_synchronizations{0};  // synchronize_cpus() calls
 
   static void bump(std::atomic<u64>& counter, u64 by = 1) {
     counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
@@ -106,6 +108,13 @@ class HostPlatform {
     HostPlatformCounters::bump(counters_.ipis_sent, static_cast<u64>(__builtin_popcountll(targets.bits())));
   }
   void relax() { __builtin_ia32_pause(); }
+  // A thread is bound to its CPU, and the host has no interrupts to keep out.
+  void enter_cpu_section(mm::LockClass, const mm::LockSite&) {}
+  void leave_cpu_section() {}
+  void synchronize_cpus() {
+    HostPlatformCounters::bump(counters_.cpu_synchronizations);
+    host_membarrier();
+  }
   // Warnings and errors go to stderr; debug and info are dropped.
   void log(mm::LogLevel level, const char* text);
 

@@ -70,6 +70,10 @@ class ScriptedPlatform {
       step();
     }
   }
+  // One thread plays every CPU: nothing to keep out, nothing to fence.
+  void enter_cpu_section(mm::LockClass, const mm::LockSite&) {}
+  void leave_cpu_section() {}
+  void synchronize_cpus() {}
   void log(mm::LogLevel, const char*) {}
 
   // Runs f as `other`, then comes back.

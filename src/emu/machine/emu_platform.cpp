@@ -1,5 +1,7 @@
 #include "emu/machine/emu_platform.hpp"
 
+#include "emu/host_membarrier.hpp"
+
 #include "emu/machine/machine.hpp"
 
 namespace pagelab::emu {
@@ -154,6 +156,22 @@ void EmuPlatform::relax() {
     machine_.escape();
   }
 }
+
+void EmuPlatform::enter_cpu_section(mm::LockClass lock_class, const mm::LockSite& site) {
+  const mm::u32 cpu = cpu_context.cpu;
+  std::unique_ptr<EmuSpinLock>& section = sections_[std::size_t{cpu} * mm::kLockClassCount + static_cast<std::size_t>(lock_class)];
+  if (!section) section = std::make_unique<EmuSpinLock>(lock_class);
+  section->lock(site);
+  open_[cpu] = section.get();
+}
+
+void EmuPlatform::leave_cpu_section() {
+  EmuSpinLock* const section = open_[cpu_context.cpu];
+  open_[cpu_context.cpu] = nullptr;
+  section->unlock();
+}
+
+void EmuPlatform::synchronize_cpus() { host_membarrier(); }
 
 void EmuPlatform::log(mm::LogLevel, const char* text) { machine_.emit(EventKind::Note, 0, 0, 0, 0, text); }
 

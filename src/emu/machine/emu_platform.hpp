@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <cstddef>
+#include <memory>
+#include <vector>
 
 #include "mm/base/thread_annotations.hpp"
 #include "mm/platform/platform.hpp"
@@ -74,7 +76,8 @@ class EmuPlatform {
  public:
   using SpinLock = EmuSpinLock;
 
-  explicit EmuPlatform(Machine& machine) : machine_(machine) {}
+  explicit EmuPlatform(Machine& machine)
+      : machine_(machine), sections_(std::size_t{mm::kMaxCpus} * mm::kLockClassCount), open_(mm::kMaxCpus) {}
 
   std::byte* direct_map(mm::PhysAddr address) const;
   mm::CpuId current_cpu() const { return cpu_context.cpu; }
@@ -88,10 +91,24 @@ class EmuPlatform {
   bool pte_compare_exchange(mm::u64* entry, mm::u64& expected, mm::u64 desired);
   void send_ipi(mm::CpuSet targets);
   void relax();
+  // The section is a lock of its own per CPU and class (an EmuSpinLock):
+  // scheduling points, no interrupt taken while in it, the lock checker's
+  // order -- what the per-CPU frame caches' lock was before their fast path
+  // dropped it.
+  void enter_cpu_section(mm::LockClass lock_class, const mm::LockSite& site);
+  void leave_cpu_section();
+  // membarrier(2): a simulated CPU is a host thread, or a fiber of the one
+  // thread of a deterministic run (which needs nothing, and gets no
+  // scheduling point here, so schedules are what they were).
+  void synchronize_cpus();
   void log(mm::LogLevel level, const char* text);
 
  private:
   Machine& machine_;
+  // sections_[cpu * kLockClassCount + class], made on first use by that CPU;
+  // open_[cpu], the one it is in.
+  std::vector<std::unique_ptr<EmuSpinLock>> sections_;
+  std::vector<EmuSpinLock*> open_;
 };
 
 static_assert(mm::Platform<EmuPlatform>);

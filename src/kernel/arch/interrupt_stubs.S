@@ -91,6 +91,7 @@ STUB 31, 0
 STUB 240, 0
 STUB 241, 0
 STUB 242, 0
+STUB 243, 0
 STUB 255, 0
 
     .section .rodata
@@ -98,7 +99,7 @@ STUB 255, 0
     .global interrupt_stub_table
 /* Pairs of (vector, stub address), ending with vector -1. */
 interrupt_stub_table:
-    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,240,241,242,255
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,240,241,242,243,255
     .quad \v, stub_\v
     .endr
     .quad -1, 0

@@ -16,6 +16,7 @@ inline constexpr mm::u8 kVectorPageFault = 14;
 inline constexpr mm::u8 kVectorShootdown = 240;  // TLB shootdown (issue 5/5)
 inline constexpr mm::u8 kVectorTestIpi = 241;    // the self-tests' IPI
 inline constexpr mm::u8 kVectorCall = 242;       // run a function on another CPU
+inline constexpr mm::u8 kVectorBarrier = 243;    // a full barrier on another CPU (smp/cpu_barrier.hpp)
 inline constexpr mm::u8 kVectorSpurious = 255;
 
 using InterruptHandler = void (*)(InterruptFrame& frame);

@@ -10,6 +10,7 @@
 #include "console/kprintf.hpp"
 #include "mm/platform/platform.hpp"
 #include "platform/spinlock.hpp"
+#include "smp/cpu_barrier.hpp"
 #include "smp/cpu_local.hpp"
 #include "smp/smp.hpp"
 
@@ -55,7 +56,17 @@ class KernelPlatform {
   void send_ipi(mm::CpuSet targets) {
     targets.for_each([](mm::CpuId cpu) { lapic_send_ipi(smp_apic_id(cpu), kVectorShootdown); });
   }
-  void relax() { x86::pause(); }
+  // Also answers a synchronize_cpus() sent to this CPU: a waiter may have
+  // interrupts off (an initiator holding its space's lock).
+  void relax() {
+    answer_cpu_barrier();
+    x86::pause();
+  }
+  // Not preemptible, and no interrupt handler reaches the data these
+  // sections guard (the per-CPU frame caches): nothing to do.
+  void enter_cpu_section(mm::LockClass, const mm::LockSite&) {}
+  void leave_cpu_section() {}
+  void synchronize_cpus() { synchronize_all_cpus(); }
   void log(mm::LogLevel level, const char* text) {
     kprintf("%s%s\n", level >= mm::LogLevel::Warn ? "warning: " : "", text);
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "arch/x86.hpp"
+#include "smp/cpu_barrier.hpp"
 #include "mm/base/atomic.hpp"
 #include "mm/base/lock_class.hpp"
 #include "mm/base/thread_annotations.hpp"
@@ -34,6 +35,7 @@ class MM_CAPABILITY("spinlock") SpinLock {
     while (locked_.exchange(1, mm::MemoryOrder::Acquire) != 0) {
       x86::restore_flags(flags);
       while (locked_.load(mm::MemoryOrder::Relaxed) != 0) {
+        answer_cpu_barrier();  // the holder may be waiting for this CPU's barrier
         x86::pause();
       }
       x86::disable_interrupts();

@@ -15,6 +15,9 @@ struct CpuLocal {
   mm::Atomic<mm::u32> online{0};
   mm::Atomic<mm::u64> test_ipis{0};  // IPIs of kVectorTestIpi received
   void* user_run = nullptr;           // the ring-3 program this CPU runs (user/user_mode.hpp), or null
+  // synchronize_all_cpus (smp/cpu_barrier.hpp): requests posted to this CPU, and answered.
+  mm::Atomic<mm::u64> barriers_requested{0};
+  mm::Atomic<mm::u64> barriers_done{0};
 };
 
 inline CpuLocal cpu_locals[mm::kMaxCpus];

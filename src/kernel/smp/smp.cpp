@@ -1,5 +1,7 @@
 #include "smp/smp.hpp"
 
+#include "smp/cpu_barrier.hpp"
+
 #include "arch/gdt.hpp"
 #include "arch/interrupts.hpp"
 #include "arch/lapic.hpp"
@@ -80,6 +82,7 @@ mm::u32 smp_apic_id(mm::u32 cpu) { return cpu_locals[cpu].apic_id; }
 
 mm::u32 smp_boot_aps(const CpuTopology& topology) {
   set_interrupt_handler(kVectorCall, on_call_ipi);
+  cpu_barrier_init();
   const mm::u64 size = static_cast<mm::u64>(ap_trampoline_end - ap_trampoline_start);
   __builtin_memcpy(phys_to_virt<char>(kTrampolinePhys), ap_trampoline_start, size);
   auto* params = phys_to_virt<TrampolineParams>(kTrampolinePhys + (ap_trampoline_params - ap_trampoline_start));

@@ -23,10 +23,15 @@
 //   VmSystem       VmSystem::lock_: the region pool and the VM counters. Taken
 //                  under a space's lock (region objects for a split); takes the
 //                  physical memory's locks when the pool grows or shrinks.
-//   CpuFrameCache  CpuFrameCache::lock: one CPU's cache of free frames.
-//                  Never two at once (a drain takes each cache in turn).
+//   CpuFrameCache  One CPU's cache of free frames: its owner's CPU section
+//                  (Platform::enter_cpu_section) or its steal lock
+//                  (CpuFrameCache::steal_lock, a drain from another CPU).
+//                  Never two caches at once (a drain takes each in turn);
+//                  the owner's slow path takes its steal lock inside its
+//                  section (LockNesting::Inner).
 //   Zone           PhysicalMemory::zone_lock_: the frame allocator. Taken
-//                  under a cache's lock to refill or drain it.
+//                  in a cache's section or under its steal lock to refill or
+//                  drain it.
 //   TlbCpu         TlbCoherence's per-CPU lock: one CPU's shootdown queue and
 //                  PCID slots. A leaf: an initiator takes each target's in
 //                  turn under its space's lock, and a CPU takes its own to

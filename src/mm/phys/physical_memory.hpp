@@ -8,8 +8,9 @@
 //  - zeroing on request and poisoning on free, through the platform's direct map;
 //  - statistics.
 //
-// Lock order: CpuFrameCache::lock, then zone_lock_ (LockClass::CpuFrameCache,
-// then LockClass::Zone: base/lock_class.hpp).
+// Lock order: a cache's steal_lock, then zone_lock_ (LockClass::CpuFrameCache,
+// then LockClass::Zone: base/lock_class.hpp). A CPU's own cache needs no
+// lock on its fast path (cpu_frame_cache.hpp says how others reach it).
 // A frame in a CPU cache is Allocated in the allocator's eyes, with refcount
 // 0 and owner Free (frame.hpp); it returns to the allocator only on drain.
 // Frame::state is written under the zone lock alone.
@@ -130,15 +131,21 @@ class PhysicalMemory {
   // that heads a larger block, EFAULT for one outside managed RAM or
   // reserved, ENOENT for one that is not allocated (a double free), EBUSY for
   // one still referenced elsewhere (refcount > 1). Nothing changes on error.
+  // The caller holds the only reference: the count is checked and cleared
+  // with a plain load and store, not a compare-and-swap, so two CPUs freeing
+  // one frame at the same instant (a bug of theirs) are not told apart; a
+  // later second free is still ENOENT. Shared frames go through put_frame.
   Status free_frame(PhysAddr address) MM_EXCLUDES(zone_lock_) {
     const Result<Pfn> checked = check_single(address);
     if (!checked.ok()) {
       return checked.status();
     }
-    u32 expected = 1;
-    if (!table_[checked.value()].refcount.compare_exchange_strong(expected, 0, MemoryOrder::AcqRel)) {
-      return expected == 0 ? Status::NotFound : Status::Busy;
+    Frame& frame = table_[checked.value()];
+    const u32 references = frame.refcount.load(MemoryOrder::Acquire);
+    if (references != 1) {
+      return references == 0 ? Status::NotFound : Status::Busy;
     }
+    frame.refcount.store(0, MemoryOrder::Relaxed);
     release_unreferenced(checked.value());
     return Status::Ok;
   }
@@ -238,14 +245,26 @@ class PhysicalMemory {
   }
 
   // Gives every frame in every CPU's cache back to the allocator. Called on
-  // allocation failure, and by whoever reclaims under pressure.
+  // allocation failure, and by whoever reclaims under pressure. Another
+  // CPU's cache is stolen (cpu_frame_cache.hpp): a synchronize_cpus() for
+  // each that holds frames. Frames a CPU caches while the drain runs may
+  // stay cached.
   void drain_all_caches() MM_EXCLUDES(zone_lock_) {
+    const CpuId self = platform_.current_cpu();
     for (u32 cpu = 0; cpu < platform_.cpu_count(); ++cpu) {
-      CpuFrameCache<Lock>& cache = caches_[cpu];
-      LockGuard guard(cache.lock);
-      if (!cache.empty()) {
-        drain_locked(cache, cache.count());
+      if (cpu == self) {
+        with_own_cache([&](CpuFrameCache<Lock>& cache) {
+          if (!cache.empty()) drain_cached(cache, cache.count());
+          return true;
+        });
+        continue;
       }
+      CpuFrameCache<Lock>& cache = caches_[cpu];
+      LockGuard guard(cache.steal_lock);
+      if (cache.stats().cached == 0) continue;  // nothing to steal (as of the owner's last operation)
+      cache.stop_owner(platform_);
+      if (!cache.empty()) drain_cached(cache, cache.count());
+      cache.release_owner();
     }
     LockGuard guard(zone_lock_);
     ++full_drains_;
@@ -281,13 +300,16 @@ class PhysicalMemory {
   // Lock-free: reads the allocator's free count as of its last change.
   Pressure pressure() const { return pressure_for(zone_free_.load(MemoryOrder::Relaxed), config_.watermarks); }
 
-  // A snapshot. Each CPU cache and the zone are read under their own lock, so
-  // the figures are each exact but not taken at one instant.
+  // A snapshot. Each CPU cache's figures are as of its owner's last
+  // operation (exact at quiescence) and the zone's are read under its lock,
+  // so the figures are each exact but not taken at one instant. (Each cache's
+  // steal lock is taken only to exclude its owner's slow path; in the
+  // emulator it also keeps this call's scheduling points where they were.)
   PhysicalMemoryStats stats() MM_EXCLUDES(zone_lock_) {
     PhysicalMemoryStats s;
     s.cpu_count = platform_.cpu_count();
     for (u32 cpu = 0; cpu < s.cpu_count; ++cpu) {
-      LockGuard guard(caches_[cpu].lock);
+      LockGuard guard(caches_[cpu].steal_lock);
       s.per_cpu[cpu] = caches_[cpu].stats();
       s.cached += s.per_cpu[cpu].cached;
     }
@@ -362,43 +384,71 @@ class PhysicalMemory {
       notify(false, pfn.address(), 1, FrameOwner::Free);
       return;
     }
-    {
-      CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
-      LockGuard guard(cache.lock);
+    with_own_cache([&](CpuFrameCache<Lock>& cache) {
       cache.push(pfn);
       if (cache.count() > config_.cache_high) {
-        drain_locked(cache, config_.cache_batch);
+        drain_cached(cache, config_.cache_batch);
       }
-    }
+      return true;
+    });
     notify(false, pfn.address(), 1, FrameOwner::Free);
   }
 
-  Result<Pfn> allocate_cached(FrameOwner owner, AllocFlags flags) MM_EXCLUDES(zone_lock_) {
-    {
-      CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
-      LockGuard guard(cache.lock);
-      if (cache.empty()) {
-        refill_locked(cache);
+  // Runs f(cache) on this CPU's cache, in a CPU section: on the fast path with
+  // no lock (cache.begin()), or under the cache's steal lock while a stealer
+  // wants it. Returns what f returns.
+  // The section stands where a cache lock would (LockClass::CpuFrameCache),
+  // so the emulator checks the lock order through it; the steal lock taken
+  // inside it is the second of that class (LockNesting::Inner).
+  template <typename F>
+  auto with_own_cache(F&& f, const char* file = __builtin_FILE(), u32 line = __builtin_LINE())
+      MM_EXCLUDES(zone_lock_) {
+    platform_.enter_cpu_section(LockClass::CpuFrameCache, LockSite{file, line, LockNesting::Outer});
+    CpuFrameCache<Lock>& cache = caches_[platform_.current_cpu()];
+    auto result = [&] {
+      if (cache.begin()) [[likely]] {
+        auto r = f(cache);
+        cache.end();
+        return r;
       }
-      if (has(flags, AllocFlags::Committed) && !cache.empty()) {
+      LockGuard guard(cache.steal_lock, LockNesting::Inner);
+      return f(cache);
+    }();
+    platform_.leave_cpu_section();
+    return result;
+  }
+
+  Result<Pfn> allocate_cached(FrameOwner owner, AllocFlags flags) MM_EXCLUDES(zone_lock_) {
+    const Pfn none(~u64{0});  // no frame: the cache and a refill came up empty
+    const Pfn pfn = with_own_cache([&](CpuFrameCache<Lock>& cache) {
+      if (cache.empty()) {
+        refill_cached(cache);
+      }
+      if (cache.empty()) {
+        return none;
+      }
+      if (has(flags, AllocFlags::Committed)) {
         ZoneGuard zone(*this);
         committed_ -= committed_ > 0 ? 1 : 0;
       }
-      if (!cache.empty()) {
-        const Pfn pfn = cache.pop();
-        Frame& frame = table_[pfn];
-        frame.owner = owner;
-        frame.owner_data = 0;
-        frame.refcount.store(1, MemoryOrder::Relaxed);
-        return pfn;
-      }
+      const Pfn taken = cache.pop();
+      Frame& frame = table_[taken];
+      frame.owner = owner;
+      frame.owner_data = 0;
+      frame.refcount.store(1, MemoryOrder::Relaxed);
+      return taken;
+    });
+    if (pfn != none) [[likely]] {
+      return pfn;
     }
     // Nothing above the reserve: the allocator itself decides, after taking
     // back what other CPUs' caches hold (allocate_from_zone drains on failure).
     return allocate_from_zone(FrameRequest{.owner = owner}, flags);
   }
 
-  void refill_locked(CpuFrameCache<Lock>& cache) MM_REQUIRES(cache.lock) MM_EXCLUDES(zone_lock_) {
+  // refill_cached and drain_cached: by the owner in its CPU section, or under
+  // the cache's steal lock with its owner stopped.
+  void refill_cached(CpuFrameCache<Lock>& cache) MM_EXCLUDES(zone_lock_) {
     ZoneGuard zone(*this);
     FrameCount want = room_locked(AllocFlags::None);
     want = want < config_.cache_batch ? want : config_.cache_batch;
@@ -414,7 +464,7 @@ class PhysicalMemory {
     allocations_ += got;
   }
 
-  void drain_locked(CpuFrameCache<Lock>& cache, u32 n) MM_REQUIRES(cache.lock) MM_EXCLUDES(zone_lock_) {
+  void drain_cached(CpuFrameCache<Lock>& cache, u32 n) MM_EXCLUDES(zone_lock_) {
     Pfn out[CpuFrameCache<Lock>::kSlots];
     cache.take_oldest(out, n);
     ZoneGuard zone(*this);

@@ -54,6 +54,37 @@
 //                                   and where a waiting CPU services its own
 //                                   pending IPIs.
 //
+//   Per-CPU sections and cross-CPU ordering (per-CPU data with plain
+//   loads and stores on its owner's fast path: phys/cpu_frame_cache.hpp)
+//     p.enter_cpu_section(LockClass, const LockSite&)
+//     p.leave_cpu_section()         the caller works on its own CPU's data
+//                                   (of that lock class) until leave: it
+//                                   stays on this CPU and no interrupt
+//                                   handler of this CPU runs in between that
+//                                   could touch that data. Not nested; a
+//                                   SpinLock of a later class may be taken
+//                                   inside. The kernel (not preemptible, and
+//                                   its handlers never reach such data) and
+//                                   the host do nothing; the emulator treats
+//                                   the section as a per-CPU lock of that
+//                                   class: scheduling points, no interrupt
+//                                   taken in between, and its place in the
+//                                   lock order checked.
+//     p.synchronize_cpus()          returns once every other CPU has executed
+//                                   a full memory barrier after the call
+//                                   began (Linux's membarrier(2)): what a CPU
+//                                   stored before that barrier is visible to
+//                                   the caller's loads after the call, and
+//                                   what the caller stored before the call is
+//                                   visible to that CPU's loads after its
+//                                   barrier. So an owner's fast path needs no
+//                                   fence against a rare remote reader. The
+//                                   kernel sends an IPI and waits for each
+//                                   acknowledgement (relax() and its lock
+//                                   waits answer one sent to the waiting
+//                                   CPU); the hosted worlds call membarrier.
+//                                   Slow: for the rare path only.
+//
 //   Mutual exclusion
 //     typename P::SpinLock          constructed from its mm::LockClass
 //                                   (base/lock_class.hpp: the classes and their
@@ -139,7 +170,7 @@ template <typename P>
 concept Platform = SpinLockType<typename P::SpinLock> &&
     requires(P& p, const P& cp, PhysAddr pa, VirtAddr va, Pcid pcid, CrFlush flush,
              CpuSet cpus, u64* entry, const u64* centry, u64 value, u64& expected,
-             LogLevel level, const char* text) {
+             LogLevel level, const char* text, LockClass lock_class, const LockSite& site) {
       { cp.direct_map(pa) } -> std::same_as<std::byte*>;
       { cp.current_cpu() } -> std::same_as<CpuId>;
       { cp.cpu_count() } -> std::same_as<u32>;
@@ -152,6 +183,9 @@ concept Platform = SpinLockType<typename P::SpinLock> &&
       { p.pte_compare_exchange(entry, expected, value) } -> std::same_as<bool>;
       { p.send_ipi(cpus) } -> std::same_as<void>;
       { p.relax() } -> std::same_as<void>;
+      { p.enter_cpu_section(lock_class, site) } -> std::same_as<void>;
+      { p.leave_cpu_section() } -> std::same_as<void>;
+      { p.synchronize_cpus() } -> std::same_as<void>;
       { p.log(level, text) } -> std::same_as<void>;
     };
 

@@ -31,6 +31,9 @@ class PlatformArchetype {
   bool pte_compare_exchange(u64* entry, u64& expected, u64 desired);
   void send_ipi(CpuSet targets);
   void relax();
+  void enter_cpu_section(LockClass lock_class, const LockSite& site);
+  void leave_cpu_section();
+  void synchronize_cpus();
   void log(LogLevel level, const char* text);
 };
 
