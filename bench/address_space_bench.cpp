@@ -90,6 +90,18 @@ void BM_Fork(benchmark::State& state) {
 }
 BENCHMARK(BM_Fork)->Arg(1)->Arg(1000)->Arg(4000);
 
+// A fresh, initialized space of `world`; null, with the benchmark skipped
+// and the reason given, when the world or the space could not be made.
+SpacePtr ready_space(benchmark::State& state, VmWorld& world) {
+  if (!world.ok()) {
+    state.SkipWithError(world.error().c_str());
+    return nullptr;
+  }
+  SpacePtr space = world.new_space();
+  if (space == nullptr) state.SkipWithError("AddressSpace::init failed");
+  return space;
+}
+
 // One AddressSpace::protect of `pages` populated pages per iteration,
 // alternating Prot::Read and Prot::ReadWrite so every call rewrites every
 // leaf (and requests its invalidation: INVLPG one by one up to 32 pages, a
@@ -99,16 +111,9 @@ BENCHMARK(BM_Fork)->Arg(1)->Arg(1000)->Arg(4000);
 // (lock, coverage check, two spare region objects reserved and returned).
 void BM_Protect(benchmark::State& state) {
   VmWorld world;
-  if (!world.ok()) {
-    state.SkipWithError(world.error().c_str());
-    return;
-  }
   const auto pages = static_cast<mm::u64>(state.range(0));
-  SpacePtr space = world.new_space();
-  if (space == nullptr) {
-    state.SkipWithError("AddressSpace::init failed");
-    return;
-  }
+  SpacePtr space = ready_space(state, world);
+  if (space == nullptr) return;
   const mm::Status mapped = map_anonymous(*space, kVmBase, pages, /*populate=*/true);
   if (mapped != mm::Status::Ok) {
     state.SkipWithError(failure("mapping the region", mapped).c_str());
@@ -156,21 +161,14 @@ void map_populate_unmap_loop(benchmark::State& state, HostSpace& space, mm::Virt
 // region at kVmBase (its page maps the shared zero frame) keeps the page
 // table alive and, having another protection, never merges with the region.
 void BM_AddressSpace_MapPopulateUnmap(benchmark::State& state) {
-  VmWorld world;
-  if (!world.ok()) {
-    state.SkipWithError(world.error().c_str());
-    return;
-  }
   const auto pages = static_cast<mm::u64>(state.range(0));
   if (pages == 0 || pages >= mm::kEntriesPerTable) {
     state.SkipWithError("page count out of range: the region and its neighbour must share one page table");
     return;
   }
-  SpacePtr space = world.new_space();
-  if (space == nullptr) {
-    state.SkipWithError("AddressSpace::init failed");
-    return;
-  }
+  VmWorld world;
+  SpacePtr space = ready_space(state, world);
+  if (space == nullptr) return;
   const mm::Status neighbour = space->map(mm::MapRequest{
       .address = kVmBase, .length = mm::kPageSize, .prot = mm::Prot::Read, .populate = true});
   if (neighbour != mm::Status::Ok) {
@@ -192,16 +190,9 @@ BENCHMARK(BM_AddressSpace_MapPopulateUnmap)->Arg(1)->Arg(64);
 // tables went (1: the root alone).
 void BM_AddressSpace_MapUnmapTables(benchmark::State& state) {
   VmWorld world;
-  if (!world.ok()) {
-    state.SkipWithError(world.error().c_str());
-    return;
-  }
   const auto pages = static_cast<mm::u64>(state.range(0));
-  SpacePtr space = world.new_space();
-  if (space == nullptr) {
-    state.SkipWithError("AddressSpace::init failed");
-    return;
-  }
+  SpacePtr space = ready_space(state, world);
+  if (space == nullptr) return;
   constexpr mm::VirtAddr kTablesBase{mm::u64{3} << 40};
   map_populate_unmap_loop(state, *space, kTablesBase, pages);
   state.counters["table_frames_after"] = static_cast<double>(space->stats().table_frames);
