@@ -8,7 +8,8 @@
 # Configures build-peer/ (Release) with PAGELAB_BUDDY_PEER=PEER_DIR, builds
 # pagelab-bench-peer from bench/peers/buddy_alloc_peer.cpp and runs it; more
 # arguments go to Google Benchmark (--benchmark_repetitions=5, ...).
-# Compare BM_Peer_Ours/N with BM_Peer_Theirs/N: same pool, same run.
+# Compare BM_Buddy_AllocFree/N (pagelab) with BM_Peer_BuddyAlloc/N: the same
+# pool, the same run (BM_Buddy_MixedSteadyState comes along).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if [ $# -lt 1 ] || [ ! -f "$1/buddy_alloc.h" ]; then

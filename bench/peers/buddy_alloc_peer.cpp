@@ -11,7 +11,7 @@
 // it never touches the arena's bytes, so the arena is only reserved.
 //
 //   BM_Peer_Ours/<order>   BuddyAllocator::allocate_order + free_order
-//   BM_Peer_Theirs/<order> buddy_malloc(4 KiB << order) + buddy_free
+//   BM_Peer_BuddyAlloc/<order> buddy_malloc(4 KiB << order) + buddy_free
 //
 // at orders 0, 3 and 9: the hot pair, as BM_Buddy_AllocFree measures it.
 #include <benchmark/benchmark.h>
@@ -77,26 +77,7 @@ struct PeerOps {
   }
 };
 
-void BM_Peer_Ours(benchmark::State& state) {
-  BuddyPool world;
-  if (!world.ok()) {
-    state.SkipWithError(world.error().c_str());
-    return;
-  }
-  const auto order = static_cast<mm::u32>(state.range(0));
-  for (auto _ : state) {
-    mm::Result<mm::Pfn> block = world.allocator.allocate_order(order, mm::FrameOwner::Anonymous);
-    benchmark::DoNotOptimize(block);
-    if (!block.ok() || world.allocator.free_order(block.value(), order) != mm::Status::Ok) [[unlikely]] {
-      state.SkipWithError("pagelab's buddy failed a pair");
-      break;
-    }
-  }
-  state.SetItemsProcessed(state.iterations());
-}
-BENCHMARK(BM_Peer_Ours)->Arg(0)->Arg(3)->Arg(9);
-
-void BM_Peer_Theirs(benchmark::State& state) {
+void BM_Peer_BuddyAlloc(benchmark::State& state) {
   auto peer = std::make_unique<PeerBuddy>();
   std::mt19937_64 rng(kPoolSeed);
   std::vector<LiveBlock> live;
@@ -116,7 +97,7 @@ void BM_Peer_Theirs(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_Peer_Theirs)->Arg(0)->Arg(3)->Arg(9);
+BENCHMARK(BM_Peer_BuddyAlloc)->Arg(0)->Arg(3)->Arg(9);
 
 }  // namespace
 }  // namespace pagelab::bench

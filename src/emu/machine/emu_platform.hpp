@@ -97,9 +97,10 @@ class EmuPlatform {
   // dropped it.
   void enter_cpu_section(mm::LockClass lock_class, const mm::LockSite& site);
   void leave_cpu_section();
-  // membarrier(2): a simulated CPU is a host thread, or a fiber of the one
-  // thread of a deterministic run (which needs nothing, and gets no
-  // scheduling point here, so schedules are what they were).
+  // membarrier(2): a simulated CPU is a host thread in a parallel run. A
+  // deterministic run's CPUs are fibers of one thread, which would need
+  // nothing; they get the same call (a microsecond, on the rare steal) and
+  // no scheduling point, so schedules are what they were.
   void synchronize_cpus();
   void log(mm::LogLevel level, const char* text);
 

@@ -3,6 +3,7 @@
 #include "arch/interrupts.hpp"
 #include "arch/lapic.hpp"
 #include "arch/x86.hpp"
+#include "mm/platform/platform.hpp"
 #include "smp/cpu_local.hpp"
 #include "smp/smp.hpp"
 
@@ -31,19 +32,20 @@ void synchronize_all_cpus() {
   const mm::u32 self = current_cpu_index();
   const mm::u32 count = smp_cpu_count();
   mm::u64 ticket[mm::kMaxCpus];
+  mm::CpuSet posted;  // waited for below: a CPU coming online meanwhile was not asked
   for (mm::u32 cpu = 0; cpu < count; ++cpu) {
     if (cpu == self || cpu_locals[cpu].online.load(mm::MemoryOrder::Acquire) == 0) continue;
     // A locked add: the caller's own stores are visible before the request.
     ticket[cpu] = cpu_locals[cpu].barriers_requested.fetch_add(1, mm::MemoryOrder::SeqCst) + 1;
     lapic_send_ipi(smp_apic_id(cpu), kVectorBarrier);
+    posted = posted.with(cpu);
   }
-  for (mm::u32 cpu = 0; cpu < count; ++cpu) {
-    if (cpu == self || cpu_locals[cpu].online.load(mm::MemoryOrder::Acquire) == 0) continue;
+  posted.for_each([&](mm::CpuId cpu) {
     while (cpu_locals[cpu].barriers_done.load(mm::MemoryOrder::Acquire) < ticket[cpu]) {
       answer_cpu_barrier();
       x86::pause();
     }
-  }
+  });
 }
 
 }  // namespace kernel

@@ -53,7 +53,7 @@ class alignas(64) CpuFrameCache {
   // --- The owner, in a CPU section. ---
 
   // Marks the start of an operation; false when a stealer wants the cache
-  // (the operation must then go through steal_lock: begin_locked()).
+  // (the operation must then run under steal_lock instead).
   bool begin() {
     busy_.store(1, MemoryOrder::Relaxed);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);  // the compiler keeps the store first; the stealer's barrier does the rest
@@ -64,7 +64,7 @@ class alignas(64) CpuFrameCache {
   void end() { busy_.store(0, MemoryOrder::Release); }
 
   // The owner's slow path, and every stealer: the cache under its lock,
-  // with no owner operation running (wait_for_owner).
+  // with no owner operation running (stop_owner).
   // LockClass::CpuFrameCache: after the space's and VmSystem's locks, before
   // the zone lock; never two caches' at once.
   Lock steal_lock{LockClass::CpuFrameCache};

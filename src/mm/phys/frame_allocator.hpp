@@ -50,7 +50,9 @@ inline Status allocated_status(const Frame& head, u32 order) {
   if (head.order != order) {
     return Status::InvalidArgument;
   }
-  const u32 references = head.refcount.load(MemoryOrder::Relaxed);
+  // Acquire: a reference another CPU dropped before (put_frame) happened
+  // before whatever the caller does with the frame next.
+  const u32 references = head.refcount.load(MemoryOrder::Acquire);
   return references == 1 ? Status::Ok : references == 0 ? Status::NotFound : Status::Busy;
 }
 

@@ -131,21 +131,17 @@ class PhysicalMemory {
   // that heads a larger block, EFAULT for one outside managed RAM or
   // reserved, ENOENT for one that is not allocated (a double free), EBUSY for
   // one still referenced elsewhere (refcount > 1). Nothing changes on error.
-  // The caller holds the only reference: the count is checked and cleared
-  // with a plain load and store, not a compare-and-swap, so two CPUs freeing
-  // one frame at the same instant (a bug of theirs) are not told apart; a
-  // later second free is still ENOENT. Shared frames go through put_frame.
+  // The caller holds the only reference: check_single has seen the count at
+  // 1, and it is cleared with a plain store, not a compare-and-swap, so two
+  // CPUs freeing one frame at the same instant (a bug of theirs) are not
+  // told apart; a later second free is still ENOENT. Shared frames go
+  // through put_frame.
   Status free_frame(PhysAddr address) MM_EXCLUDES(zone_lock_) {
     const Result<Pfn> checked = check_single(address);
     if (!checked.ok()) {
       return checked.status();
     }
-    Frame& frame = table_[checked.value()];
-    const u32 references = frame.refcount.load(MemoryOrder::Acquire);
-    if (references != 1) {
-      return references == 0 ? Status::NotFound : Status::Busy;
-    }
-    frame.refcount.store(0, MemoryOrder::Relaxed);
+    table_[checked.value()].refcount.store(0, MemoryOrder::Relaxed);
     release_unreferenced(checked.value());
     return Status::Ok;
   }
